@@ -1,0 +1,26 @@
+"""Datasets: sources (MNIST files), published shortcut benchmarks, and the user's own data.
+
+Every dataset is built by a factory registered under a name and returns :class:`DataSplits` of
+:class:`ExplanationDataset` objects whose examples are ``(x, y, mask, group, has_mask)`` with
+mask = 1 on the features to ignore.
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .dataset import DataSplits, ExplanationDataset
+
+DATASETS: Registry = Registry("dataset")
+
+
+def register_dataset(name: str):
+    """Decorator: register ``factory(seed: int = 0, **options) -> DataSplits`` under ``name``."""
+    return DATASETS.register(name)
+
+
+def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
+    """Build the dataset registered as ``name`` (deterministic for a given ``seed`` and options)."""
+    return DATASETS.get(name)(seed=seed, **options)
+
+
+__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "load_dataset", "register_dataset"]
