@@ -1,0 +1,148 @@
+"""The method contract (DESIGN.md §2).
+
+A method turns (model, batch) into a loss. ``__init__`` only stores hyperparameters, validated against
+the class's ``defaults``; :meth:`Method.loss` returns a :class:`LossOutput`. Methods never call
+``backward``, never step an optimiser and never touch the global RNG (randomness comes from
+``ctx.generator``). Schedules (eps ramps, CE weights) live on the method and are advanced once per
+epoch by the trainer through :meth:`Method.start_epoch`; their state is saved with
+:meth:`Method.state_dict`.
+
+The default :meth:`Method.loss` is ``ce_weight * CE(f(x), y) + sum(penalties)``, evaluated with one
+forward pass; a method adds its explanation terms by overriding :meth:`Method.penalties`, so methods
+compose by summing penalties (see :class:`Combined`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..batch import Batch
+from ..errors import UserError
+
+
+@dataclass
+class StepContext:
+    """What a method may know about where training is: epoch (0-based), step, and its RNG."""
+
+    epoch: int = 0
+    num_epochs: int = 1
+    step: int = 0
+    generator: Optional[torch.Generator] = None
+
+
+@dataclass
+class LossOutput:
+    """Total loss (differentiable), the clean logits, and named terms (detached, for logging)."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _coerce(method: str, name: str, value: Any, default: Any) -> Any:
+    """Convert ``value`` (possibly a CLI string) to the type of ``default``."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return lowered in ("true", "1", "yes")
+            if isinstance(value, (bool, int)) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise UserError(f"method {method!r}: parameter {name!r} must be {kind.__name__}, got {value!r}")
+
+
+class Method:
+    """Base class: plain empirical risk minimisation unless a subclass adds penalties."""
+
+    name: ClassVar[str] = "method"
+    #: hyperparameter name -> default value (its type is the parameter's type)
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: hyperparameter name -> allowed values, for string choices
+    choices: ClassVar[dict[str, tuple]] = {}
+    #: hyperparameter name -> (low, high) inclusive bounds, either may be None
+    bounds: ClassVar[dict[str, tuple]] = {}
+
+    def __init__(self, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise UserError(f"method {self.name!r} has no parameter {unknown[0]!r}; its parameters: {known}")
+        resolved = dict(self.defaults)
+        for key, value in params.items():
+            resolved[key] = _coerce(self.name, key, value, self.defaults[key])
+        for key, value in resolved.items():
+            allowed = self.choices.get(key)
+            if allowed is not None and value not in allowed:
+                raise UserError(f"method {self.name!r}: {key}={value!r} is not one of {', '.join(map(str, allowed))}")
+            low, high = self.bounds.get(key, (None, None))
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise UserError(f"method {self.name!r}: {key}={value!r} is outside [{low}, {high}]")
+        self.params: dict[str, Any] = resolved
+        for key, value in resolved.items():
+            setattr(self, key, value)
+
+    # -- the contract -------------------------------------------------------------------------
+    needs_input_grad: ClassVar[bool] = False
+
+    def ce_weight(self, ctx: StepContext) -> float:
+        """Weight of the clean cross-entropy term (1 unless a schedule says otherwise)."""
+        return 1.0
+
+    def penalties(
+        self, model: nn.Module, batch: Batch, x: torch.Tensor, logits: torch.Tensor, ctx: StepContext
+    ) -> dict[str, torch.Tensor]:
+        """Weighted extra loss terms. ``x`` is the input the clean ``logits`` were computed from; it
+        requires grad when :attr:`needs_input_grad` is set, so input gradients can reuse the forward pass."""
+        return {}
+
+    def loss(self, model: nn.Module, batch: Batch, ctx: StepContext) -> LossOutput:
+        x = batch.x.detach().requires_grad_(True) if self.needs_input_grad else batch.x
+        logits = model(x)
+        ce = F.cross_entropy(logits, batch.y)
+        total = self.ce_weight(ctx) * ce
+        terms = {"ce": ce.detach()}
+        for key, value in self.penalties(model, batch, x, logits, ctx).items():
+            total = total + value
+            terms[key] = value.detach()
+        return LossOutput(total, logits, terms)
+
+    # -- schedules ----------------------------------------------------------------------------
+    def start_epoch(self, epoch: int, num_epochs: int) -> None:
+        """Advance per-epoch schedules (called by the trainer before each epoch)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Schedule state to checkpoint (plain numbers)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise UserError(f"method {self.name!r} has no state, got keys {sorted(state)}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"

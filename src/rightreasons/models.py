@@ -1,0 +1,89 @@
+"""Model registry: the 784-50-30-10 MLP of Ross et al. 2017, a wider MLP, a small CNN, or any nn.Module.
+
+Built-in models are plain ``nn.Sequential`` stacks of standard layers, so that bound propagation and
+contextual decomposition (which dispatch on layer type) work on them. Factories take the input shape
+(without the batch dimension) and the number of classes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any, Callable
+
+from torch import nn
+
+from .errors import UserError
+from .registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+def register_model(name: str):
+    """Decorator: register ``factory(input_shape, num_classes, **kwargs) -> nn.Module``."""
+    return MODELS.register(name)
+
+
+def _mlp(input_shape, num_classes, hidden) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = math.prod(input_shape)
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+@register_model("mlp")
+def mlp(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30)) -> nn.Sequential:
+    """Ross et al. 2017's two-hidden-layer MLP: flatten -> 50 -> 30 -> classes, ReLU."""
+    return _mlp(input_shape, num_classes, tuple(hidden))
+
+
+@register_model("mlp-wide")
+def mlp_wide(input_shape, num_classes, hidden: tuple[int, ...] = (512, 512)) -> nn.Sequential:
+    """A wider MLP: flatten -> 512 -> 512 -> classes, ReLU."""
+    return _mlp(input_shape, num_classes, tuple(hidden))
+
+
+@register_model("cnn")
+def cnn(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hidden: int = 128) -> nn.Sequential:
+    """A small CNN: two 3x3 conv + ReLU blocks (each followed by 2x2 max pooling when the image is at
+    least 8 pixels wide), then a 128-unit hidden layer."""
+    if len(input_shape) != 3:
+        raise UserError(f"model 'cnn' needs image inputs (C, H, W), got input shape {tuple(input_shape)}")
+    c, h, w = input_shape
+    layers: list[nn.Module] = []
+    for out in channels:
+        layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU()]
+        c = out
+        if min(h, w) >= 8:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+    layers += [nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def _import_factory(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"model {spec!r}: cannot import module {module_name!r} ({exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UserError(f"model {spec!r}: module {module_name!r} has no callable {attr!r}")
+    return factory
+
+
+def create_model(name: str, input_shape, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build a registered model, or a user model given as ``"package.module:factory"`` (called with
+    ``input_shape, num_classes, **kwargs`` and expected to return an ``nn.Module``)."""
+    factory = _import_factory(name) if ":" in name else MODELS.get(name)
+    try:
+        model = factory(tuple(input_shape), int(num_classes), **kwargs)
+    except TypeError as exc:
+        raise UserError(f"model {name!r}: bad arguments {kwargs} ({exc})") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model {name!r}: factory returned {type(model).__name__}, not an nn.Module")
+    return model
