@@ -107,7 +107,10 @@ class Method:
             setattr(self, key, value)
 
     # -- the contract -------------------------------------------------------------------------
+    #: whether the clean forward pass must be differentiable w.r.t. the input (input-gradient penalties)
     needs_input_grad: ClassVar[bool] = False
+    #: whether the method reads ``batch.mask`` (if so, an all-zero mask must reduce it to ERM)
+    uses_mask: ClassVar[bool] = True
 
     def ce_weight(self, ctx: StepContext) -> float:
         """Weight of the clean cross-entropy term (1 unless a schedule says otherwise)."""

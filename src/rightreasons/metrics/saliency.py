@@ -1,0 +1,52 @@
+"""How much of a model's explanation falls inside the mask (the region it should ignore).
+
+mask_gradient_share = mean over annotated examples of  sum(|g| * m) / sum(|g|),
+with g the input gradient of sum_k log softmax(f(x))_k (Ross et al.'s explanation). 0 means the
+model's gradient ignores the masked region, 1 that it looks only there. Examples whose gradient is
+exactly zero are left out. With no annotated example the share is NaN and a warning is issued.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from ..batch import Batch
+from ..ops.input_gradients import input_gradients
+
+
+def mask_share(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-example share of |attribution| mass inside ``mask``; NaN where the total is zero."""
+    a = attribution.abs().flatten(1)
+    total = a.sum(1)
+    inside = (a * mask.flatten(1)).sum(1)
+    return torch.where(total > 0, inside / total.clamp_min(torch.finfo(a.dtype).tiny), torch.nan)
+
+
+class MaskShareAccumulator:
+    """Accumulates the mask share of input gradients over batches (annotated examples only)."""
+
+    def __init__(self, target: str = "log_prob_sum"):
+        self.target = target
+        self.total = 0.0
+        self.count = 0
+
+    def update(self, model, batch: Batch) -> torch.Tensor:
+        """Add a batch; returns its logits (computed on the way, so callers need no second pass)."""
+        grad, logits = input_gradients(model, batch.x, self.target, batch.y)
+        keep = batch.has_mask & batch.mask.flatten(1).any(1).bool()
+        if keep.any():
+            share = mask_share(grad[keep], batch.mask[keep])
+            share = share[~share.isnan()]
+            self.total += share.sum().item()
+            self.count += share.numel()
+        return logits.detach()
+
+    def result(self, where: str = "") -> float:
+        if self.count == 0:
+            warnings.warn(f"mask_gradient_share{' on ' + where if where else ''}: no annotated example "
+                          "with a non-empty mask; reporting NaN", RuntimeWarning, stacklevel=2)
+            return math.nan
+        return self.total / self.count

@@ -1,0 +1,98 @@
+"""The fully resolved description of a training run, as written to ``config.json`` and read back by
+``rightreasons train --config``. Unknown keys and wrong types are rejected with the field named."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import UserError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run. Defaults are the ones the README's results use."""
+
+    data: str = "decoy-mnist"
+    data_options: dict = field(default_factory=dict)
+    model: str = "mlp"
+    model_options: dict = field(default_factory=dict)
+    method: str = "rrr"
+    params: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    seed: int = 0
+    #: which epoch's weights to keep: the last one, or the best on the validation split (never test)
+    select: str = "last"
+    #: torch intra-op threads; None = every core this process may use
+    threads: Optional[int] = None
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = {"str": str, "int": int, "float": float, "dict": dict}.get(str(f.type).split("[")[0])
+            if f.name == "threads":
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                    raise UserError(f"config field 'threads' must be a positive integer or null, got {value!r}")
+                continue
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise UserError(f"config field {f.name!r} must be {kind.__name__}, got {value!r}")
+        if self.epochs < 1:
+            raise UserError(f"config field 'epochs' must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"config field 'batch_size' must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise UserError(f"config field 'lr' must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise UserError(f"config field 'weight_decay' must be >= 0, got {self.weight_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"config field 'optimizer' must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.select not in SELECTIONS:
+            raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "config") -> "TrainConfig":
+        if not isinstance(raw, dict):
+            raise UserError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise UserError(f"{where}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+        try:
+            return cls(**raw)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        return cls.from_dict(raw, where=str(path))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
