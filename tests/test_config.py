@@ -1,0 +1,69 @@
+"""TrainConfig: JSON round trip, unknown keys and wrong types rejected with the field named."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rightreasons.errors import UserError
+from rightreasons.train import TrainConfig
+
+
+def test_round_trip(tmp_path):
+    config = TrainConfig(method="erm", epochs=3, params={}, data_options={"val": "decorrelated"})
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config.to_dict()))
+    assert TrainConfig.load(path) == config
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"epoch": 3}, "unknown field 'epoch'"),
+        ({"epochs": "3"}, "'epochs' must be int"),
+        ({"epochs": 0}, "'epochs' must be >= 1"),
+        ({"lr": -1.0}, "'lr' must be > 0"),
+        ({"lr": True}, "'lr' must be float"),
+        ({"optimizer": "rmsprop"}, "'optimizer' must be one of"),
+        ({"params": [1, 2]}, "'params' must be dict"),
+        ({"select": "test_accuracy"}, "'select' must be one of"),
+        ({"threads": 0}, "'threads' must be a positive integer"),
+        ([1, 2], "expected a JSON object"),
+    ],
+)
+def test_bad_configs_name_the_field(tmp_path, raw, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(UserError, match=message) as info:
+        TrainConfig.load(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_invalid_json_and_missing_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{\"epochs\": 3,,}")
+    with pytest.raises(UserError, match="invalid JSON at line 1"):
+        TrainConfig.load(path)
+    with pytest.raises(UserError, match="cannot read config"):
+        TrainConfig.load(tmp_path / "nope.json")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["data", "epochs", "lr", "seed", "params", "threads", "select", "bogus"]),
+                       json_values, max_size=4))
+def test_fuzzed_configs_load_or_raise_user_error(raw):
+    try:
+        config = TrainConfig.from_dict(raw)
+    except UserError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert isinstance(config.epochs, int) and config.epochs >= 1
+        assert isinstance(config.lr, float) and config.lr > 0
