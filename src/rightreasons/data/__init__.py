@@ -23,4 +23,9 @@ def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
     return DATASETS.get(name)(seed=seed, **options)
 
 
-__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "load_dataset", "register_dataset"]
+# Built-in datasets register themselves on import (after register_dataset exists).
+from . import color_mnist, decoy_mnist, toy_colors  # noqa: E402,F401
+from .mnist_source import fetch_mnist, load_mnist  # noqa: E402
+
+__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "fetch_mnist", "load_dataset", "load_mnist",
+           "register_dataset"]
