@@ -7,9 +7,14 @@ for the right reasons, and audit whether a model relies on the masked region.
 from .batch import Batch
 from .data import DataSplits, ExplanationDataset, load_dataset
 from .errors import DataError, UserError
+from .methods import Method, create_method
+from .metrics import evaluate
+from .models import create_model
+from .ops.input_gradients import input_gradients
+from .train import TrainConfig, fit, load_run, run_training, save_run
 from .ops.contextual_decomposition import contextual_decomposition
 from .ops.integrated_gradients import integrated_gradients
 
 __version__ = "0.1.0"
 
-__all__ = ["Batch", "DataError", "DataSplits", "ExplanationDataset", "UserError", "contextual_decomposition", "integrated_gradients", "load_dataset"]
+__all__ = ["Batch", "DataError", "DataSplits", "ExplanationDataset", "Method", "TrainConfig", "UserError", "create_method", "create_model", "evaluate", "fit", "input_gradients", "load_run", "run_training", "save_run", "contextual_decomposition", "integrated_gradients", "load_dataset"]
