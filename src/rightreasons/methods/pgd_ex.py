@@ -1,0 +1,73 @@
+"""PGD-Ex (Heo, Piratla, Wicker & Weller, NeurIPS 2023): adversarial training inside the mask.
+
+    loss = CE(f(x), y) + alpha * mean_n [ a_n * CE(f(x_adv_n), y_n) ],
+    x_adv = argmax_{|p| <= eps * m, x + p in [clip_min, clip_max]} CE(f(x + p), y)   (sign-gradient PGD)
+
+a_n = 1 if example n has a non-empty (annotated) mask, else 0 (no box, no robust term; with m = 0
+everywhere the loss is ERM's exactly). The attack runs in eval mode (see ``ops.masked_pgd``); the
+robust CE is then computed in the model's own mode. eps may ramp from 0 (``warmup_epochs``,
+``ramp_epochs``; per epoch, saved by ``state_dict``).
+
+Parameters (inputs in [0, 1]): ``alpha`` (1.0), ``eps`` (1.0), ``steps`` (10), ``step_size`` (0 = 2.5 *
+eps / steps), ``random_start`` (False; draws from ``ctx.generator``), ``clip_min`` / ``clip_max`` (0, 1;
+use -inf / inf for no clamp), ``warmup_epochs`` / ``ramp_epochs`` (0, 0: constant eps).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..ops.masked_pgd import masked_pgd
+from ..ops.schedules import eps_ramp
+from .avg_ex import annotated, require_generator
+from .base import Method
+from .registry import register_method
+
+
+@register_method
+class PgdEx(Method):
+    """CE + alpha * CE at the masked PGD adversary (Heo et al. 2023)."""
+
+    name = "pgd_ex"
+    defaults = {"alpha": 1.0, "eps": 1.0, "steps": 10, "step_size": 0.0, "random_start": False,
+                "clip_min": 0.0, "clip_max": 1.0, "warmup_epochs": 0.0, "ramp_epochs": 0.0}
+    bounds = {"alpha": (0.0, None), "eps": (0.0, None), "steps": (0, None), "step_size": (0.0, None),
+              "warmup_epochs": (0.0, None), "ramp_epochs": (0.0, None)}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.eps_schedule = eps_ramp(self.eps, self.warmup_epochs, self.ramp_epochs)
+
+    def penalties(self, model, batch, x, logits, ctx):
+        mask = batch.effective_mask
+        weight = annotated(mask)
+        eps = self.eps_schedule.current()
+        if self.alpha == 0 or not bool(weight.any()):
+            return {"pgd_ex": logits.new_zeros(())}
+        if eps == 0:  # the box is the point x: the robust CE is the clean CE
+            robust = F.cross_entropy(logits, batch.y, reduction="none")
+            return {"pgd_ex": self.alpha * (weight * robust).mean()}
+        idx = weight.nonzero().squeeze(1) if not bool(weight.all()) else None
+        xs, ys, ms = (batch.x, batch.y, mask) if idx is None else (batch.x[idx], batch.y[idx], mask[idx])
+        clip = None if math.isinf(self.clip_min) and math.isinf(self.clip_max) else (self.clip_min, self.clip_max)
+        gen = require_generator(self.name, ctx) if self.random_start else None
+        x_adv = masked_pgd(model, xs.detach(), ys, ms, eps, self.steps, step_size=self.step_size or None,
+                           bounds=clip, random_start=self.random_start, generator=gen)
+        robust = F.cross_entropy(model(x_adv), ys, reduction="sum") / len(batch)
+        return {"pgd_ex": self.alpha * robust}
+
+    def start_epoch(self, epoch, num_epochs):
+        self.eps_schedule.set_epoch(epoch)
+
+    def state_dict(self):
+        return {"eps": self.eps_schedule.state_dict()}
+
+    def load_state_dict(self, state):
+        unknown = sorted(set(state) - {"eps"})
+        if unknown:
+            raise UserError(f"method {self.name!r}: unknown state keys {unknown}")
+        self.eps_schedule.load_state_dict(state.get("eps", {"epoch": 0}))
