@@ -16,7 +16,7 @@ tensors with no annotation (all-zero masks, has_mask False), for colour-agnostic
 ``groups="label_color"``, i.e. 10*label + colour index).
 
 Options: ``val`` ("train" or "decorrelated": colour drawn at random), ``source``, ``limit_train``,
-``groups`` ("label" or "label_color"), ``representation`` ("rgb_gray" or "rgb").
+``groups`` ("label" or "label_color", alias "label_shortcut"), ``representation`` ("rgb_gray" or "rgb").
 """
 
 from __future__ import annotations

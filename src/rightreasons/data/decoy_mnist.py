@@ -18,7 +18,10 @@ Registered datasets (all ``(N, 1, 28, 28)`` float32 in [0, 1], masks bool of the
 Options: ``val`` = "train" (val decorated like train: shortcut correlated with the label) or
 "decorrelated" (val shade digit drawn at random, like test; for CDEP with the train mapping 255 - 25*d);
 ``source`` (directory of IDX files, see :func:`load_mnist`); ``limit_train`` (keep the first N training
-examples); ``groups`` = "label" or "label_shade" (group = 10*label + shade digit, for Group DRO).
+examples, a prefix of the full split); ``groups`` = "label" or "label_shade" (alias "label_shortcut":
+group = 10*label + shade digit, for Group DRO; for CDEP's test split the shade digit is the label).
+Heo et al.'s code drew the val shade at random (our ``val="decorrelated"``); Ross and CDEP had no val
+split beyond a random part of train (our default).
 Randomness comes from ``numpy.random.Generator`` streams seeded by (seed, dataset, split): the same seed
 gives identical data; the global RNG is never touched.
 """
