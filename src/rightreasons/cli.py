@@ -194,8 +194,11 @@ def demo(out, seed, epochs, quiet):
 
 def main(argv=None) -> int:
     """Entry point: one-line errors, non-zero exit, no traceback for user errors."""
+    import warnings
+
     from .train.trainer import NonFiniteLossError
 
+    warnings.showwarning = lambda message, category, *args, **kwargs: click.echo(f"warning: {message}", err=True)
     try:
         cli.main(args=argv, prog_name="rightreasons", standalone_mode=False)
     except click.exceptions.Abort:

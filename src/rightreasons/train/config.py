@@ -25,7 +25,7 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     method: str = "rrr"
     params: dict = field(default_factory=dict)
-    epochs: int = 10
+    epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
     optimizer: str = "adam"
