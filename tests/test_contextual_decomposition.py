@@ -203,3 +203,21 @@ def test_differentiable_gradcheck_and_parameter_gradients():
     rel, _ = contextual_decomposition(model, x.detach(), mask)
     grads = torch.autograd.grad(rel.sum(), list(model.parameters()))
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_sequential_subclasses_walked_only_without_their_own_forward():
+    class Plain(nn.Sequential):
+        pass
+
+    class Scaled(nn.Sequential):
+        def forward(self, x):
+            return 3 * super().forward(x)
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 4, dtype=torch.float64)
+    mask = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    plain = Plain(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).double()
+    rel, irrel = contextual_decomposition(plain, x, mask)
+    torch.testing.assert_close(rel + irrel, plain(x), rtol=0, atol=1e-12)
+    with pytest.raises(UserError, match="Scaled"):
+        contextual_decomposition(Scaled(nn.Linear(4, 2)), x, mask)

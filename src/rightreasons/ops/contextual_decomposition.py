@@ -23,7 +23,8 @@ Rules (r, i = relevant and irrelevant parts of a layer's input):
 * max pooling: positions are chosen by pooling ``r + i`` and both parts are gathered there (CDEP/ACD).
 * linear maps without bias (AvgPool, AdaptiveAvgPool, Flatten, Unflatten) apply to both parts;
   Identity and Dropout are the identity (CD decomposes the eval-mode function).
-* ``nn.Sequential`` (nested too) is decomposed child by child.
+* ``nn.Sequential`` (nested too, or a subclass that does not override ``forward``) is decomposed
+  child by child.
 
 Anything else (an LSTM, a custom module whose ``forward`` we cannot see) is reported: every unsupported
 module is listed in ONE :class:`UserError`; nothing is skipped. Users add rules with
@@ -61,14 +62,20 @@ def _split_bias(r: torch.Tensor, i: torch.Tensor, bias: torch.Tensor | None, opt
     return r + share_r, i + (bias - share_r)
 
 
+def _both_parts(fn, r, i):
+    """``fn`` applied to both parts in one call (stacked along the batch dimension)."""
+    out = fn(torch.cat([r, i]))
+    return out[: r.shape[0]], out[r.shape[0]:]
+
+
 def _linear(m: nn.Linear, r, i, opts):
-    return _split_bias(F.linear(r, m.weight), F.linear(i, m.weight), m.bias, opts)
+    return _split_bias(*_both_parts(lambda t: F.linear(t, m.weight), r, i), m.bias, opts)
 
 
 def _conv(m, r, i, opts):
     bias = None if m.bias is None else m.bias.view(1, -1, *([1] * (r.dim() - 2)))
     # _conv_forward handles padding modes ("zeros", "reflect", ...) exactly as the layer does
-    return _split_bias(m._conv_forward(r, m.weight, None), m._conv_forward(i, m.weight, None), bias, opts)
+    return _split_bias(*_both_parts(lambda t: m._conv_forward(t, m.weight, None), r, i), bias, opts)
 
 
 def _batchnorm(m: nn.modules.batchnorm._BatchNorm, r, i, opts):
@@ -125,7 +132,7 @@ def _maxpool(m, r, i, opts):
 
 
 def _both(m, r, i, opts):
-    return m(r), m(i)
+    return _both_parts(m, r, i)
 
 
 def _identity(m, r, i, opts):
@@ -163,7 +170,7 @@ def unsupported_modules(model: nn.Module) -> list[str]:
     bad: list[str] = []
 
     def visit(module: nn.Module, name: str) -> None:
-        if type(module) is nn.Sequential:
+        if _is_sequential(module):
             for child_name, child in module.named_children():
                 visit(child, f"{name}.{child_name}" if name else child_name)
         elif type(module) not in _RULES:
@@ -173,8 +180,13 @@ def unsupported_modules(model: nn.Module) -> list[str]:
     return bad
 
 
+def _is_sequential(module: nn.Module) -> bool:
+    """An ``nn.Sequential`` (or a subclass that keeps its forward): its children run in order."""
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
 def _propagate(module: nn.Module, r: torch.Tensor, i: torch.Tensor, opts: dict):
-    if type(module) is nn.Sequential:
+    if _is_sequential(module):
         for child in module:
             r, i = _propagate(child, r, i, opts)
         return r, i
