@@ -98,3 +98,20 @@ def test_existing_run_is_not_overwritten(tmp_path, idx_dir, capsys):
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
     assert main(args + ["--seed", "5", "--overwrite"]) == 0
     assert (tmp_path / "run" / "model.safetensors").read_bytes() != before
+
+
+def test_resume_continues_from_the_checkpoint_and_refuses_a_changed_config(tmp_path, idx_dir):
+    out = tmp_path / "run"
+    base = ["--data-option", f"source={idx_dir}", "--method", "rrr", "--out", out]
+    proc = run_cli("train", *base, "--epochs", "2", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "checkpoints" / "latest").read_text().strip() == "epoch-0002"
+    proc = run_cli("train", *base, "--epochs", "3", cwd=tmp_path)  # without --resume: refused
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    proc = run_cli("train", "--out", out, "--resume", "--lr", "0.1", cwd=tmp_path)
+    assert proc.returncode == 2 and "different lr; cannot resume" in proc.stderr
+    proc = run_cli("train", "--out", out, "--resume", "--epochs", "3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming after epoch 2" in proc.stderr and "epoch 3/3" in proc.stderr and "epoch 1/3" not in proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]

@@ -68,14 +68,22 @@ def cli():
 @click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE", help="Model option (repeatable).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A config.json to start from.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option("--quiet", is_flag=True, help="No per-epoch log or progress bar.")
 def train(data, method, out, model, epochs, seed, batch_size, lr, select, params, data_options, model_options,
-          config_file, overwrite, quiet):
+          config_file, overwrite, resume, quiet):
     """Train a model and write DIR/model.safetensors, DIR/config.json and DIR/metrics.json."""
     from .train.config import TrainConfig
-    from .train.run import check_out_dir, resolved_config, run_training, save_run
+    from .train.checkpoint import latest_checkpoint, read_meta
+    from .train.run import CHECKPOINTS, check_out_dir, resolved_config, run_training, save_run
 
-    config = TrainConfig.load(config_file) if config_file else TrainConfig()
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other")
+    latest = latest_checkpoint(Path(out) / CHECKPOINTS) if resume else None
+    if latest is not None and not config_file:
+        config = TrainConfig.from_dict(read_meta(latest)["config"], where=str(latest))
+    else:
+        config = TrainConfig.load(config_file) if config_file else TrainConfig()
     changes = {k: v for k, v in dict(data=data, method=method, model=model, epochs=epochs, seed=seed,
                                        batch_size=batch_size, lr=lr, select=select).items() if v is not None}
     if method is not None and method != config.method:
@@ -86,9 +94,9 @@ def train(data, method, out, model, epochs, seed, batch_size, lr, select, params
                             model_options={**config.model_options, **parse_assignments(model_options, "--model-option")})
     config.validate()
     config = resolved_config(config)
-    out = check_out_dir(out, overwrite)
+    out = check_out_dir(out, overwrite, resume)
     log = None if quiet else (lambda line: click.echo(line, err=True))
-    output = run_training(config, log=log, progress=not quiet)
+    output = run_training(config, log=log, progress=not quiet, checkpoint_dir=out / CHECKPOINTS, resume=resume)
     save_run(out, output)
     test = output.metrics["test"]
     click.echo(f"{config.method} on {config.data}: test accuracy {_fmt(test['accuracy'])}, "

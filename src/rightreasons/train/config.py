@@ -13,6 +13,7 @@ from ..errors import UserError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy")
+ON_NONFINITE = ("stop", "skip")
 
 
 @dataclass
@@ -35,6 +36,8 @@ class TrainConfig:
     select: str = "last"
     #: torch intra-op threads; None = every core this process may use
     threads: Optional[int] = None
+    #: what a NaN/inf loss does: stop training (naming step and term) or skip that batch
+    on_nonfinite: str = "stop"
 
     def __post_init__(self):
         self.validate()
@@ -62,6 +65,8 @@ class TrainConfig:
             raise UserError(f"config field 'weight_decay' must be >= 0, got {self.weight_decay}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"config field 'optimizer' must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.on_nonfinite not in ON_NONFINITE:
+            raise UserError(f"config field 'on_nonfinite' must be one of {', '.join(ON_NONFINITE)}, got {self.on_nonfinite!r}")
         if self.select not in SELECTIONS:
             raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
 

@@ -1,12 +1,14 @@
 """A run end to end: config -> data, model, method -> fit -> metrics -> a run directory.
 
 A run directory holds ``model.safetensors`` (weights), ``config.json`` (the fully resolved
-:class:`TrainConfig`, reusable with ``rightreasons train --config``) and ``metrics.json``.
+:class:`TrainConfig`, reusable with ``rightreasons train --config``), ``metrics.json``, and
+``checkpoints/`` (the latest per-epoch checkpoint, for ``--resume``).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,6 +28,7 @@ from .config import TrainConfig
 from .trainer import fit
 
 RUN_FILES = ("model.safetensors", "config.json", "metrics.json")
+CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -49,14 +52,17 @@ def resolved_config(config: TrainConfig) -> TrainConfig:
     return config.replace(params=dict(method.params))
 
 
-def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """Refuse to write into a directory that already holds a run, unless ``overwrite``."""
+def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse to write into a directory that already holds a run (or its checkpoints), unless
+    ``overwrite`` (start again) or ``resume`` (continue it)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
-    existing = [name for name in RUN_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise UserError(f"{out}: already holds a run ({', '.join(existing)}); choose another --out or pass --overwrite")
+    existing = [name for name in (*RUN_FILES, CHECKPOINTS) if (out / name).exists()]
+    if existing and overwrite and (out / CHECKPOINTS).is_dir():
+        shutil.rmtree(out / CHECKPOINTS)
+    if existing and not (overwrite or resume):
+        raise UserError(f"{out}: already holds a run ({', '.join(existing)}); choose another --out, or pass --resume or --overwrite")
     return out
 
 
@@ -65,14 +71,17 @@ def run_training(
     log: Optional[Callable[[str], None]] = None,
     progress: bool = False,
     data: Optional[DataSplits] = None,
+    checkpoint_dir: Optional[str | Path] = None,
+    resume: bool = False,
 ) -> RunOutput:
-    """Train as ``config`` says and evaluate on the validation and test splits."""
+    """Train as ``config`` says and evaluate on the validation and test splits (checkpointing into
+    ``checkpoint_dir`` after every epoch and, with ``resume``, continuing from its latest checkpoint)."""
     config = resolved_config(config)
     method = create_method(config.method, **config.params)
     if data is None:
         data = load_dataset(config.data, seed=config.seed, **config.data_options)
     model = build_model(config, data.input_shape, data.num_classes)
-    result = fit(model, method, data, config, log=log, progress=progress)
+    result = fit(model, method, data, config, log=log, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     metrics = {
         "test": evaluate(model, data.test),
         "val": evaluate(model, data.val),

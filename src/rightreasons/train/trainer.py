@@ -1,8 +1,8 @@
 """The training loop: one function, readable top to bottom.
 
 Per epoch: advance the method's schedules, shuffle with the run's own generator, and for each batch
-compute the method's loss, stop on a non-finite value (naming the step and the term), back-propagate
-and step the optimiser; then measure the validation split. The model kept is the last one or the best
+compute the method's loss, stop on (or skip) a non-finite value (naming the step and the term),
+back-propagate and step the optimiser; then measure the validation split and write a checkpoint. The model kept is the last one or the best
 on validation (``select``); the test split is never looked at here.
 """
 
@@ -13,6 +13,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -23,6 +24,7 @@ from ..errors import UserError
 from ..methods.base import Method, StepContext
 from ..metrics.evaluate import evaluate
 from ..ops.modes import train_mode
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 
 
@@ -54,14 +56,41 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
 
 
-def _check_finite(out, step: int, epoch: int) -> None:
+def _nonfinite_message(out, step: int, epoch: int) -> Optional[str]:
     if math.isfinite(out.loss.item()):
-        return
+        return None
     bad = [name for name, value in out.terms.items() if not torch.isfinite(value).all()]
-    raise NonFiniteLossError(
-        f"non-finite loss at epoch {epoch + 1}, step {step}: term(s) {', '.join(bad) or 'total'} "
-        f"({', '.join(f'{k}={v.item():.4g}' for k, v in out.terms.items())})"
-    )
+    return (f"non-finite loss at epoch {epoch + 1}, step {step}: term(s) {', '.join(bad) or 'total'} "
+            f"({', '.join(f'{k}={v.item():.4g}' for k, v in out.terms.items())})")
+
+
+#: config fields that may differ between a checkpoint and the run resuming it
+RESUMABLE_CHANGES = ("epochs", "threads")
+
+
+def _restore(checkpoint_dir, config, model, optimizer, method, gens) -> Optional[dict]:
+    path = latest_checkpoint(checkpoint_dir)
+    if path is None:
+        return None
+    ckpt = load_checkpoint(path)
+    saved = ckpt["meta"]["config"]
+    current = config.to_dict()
+    differ = sorted(k for k in set(saved) | set(current)
+                    if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
+    if differ:
+        raise CheckpointError(f"{path}: was written by a run with different {', '.join(differ)}; cannot resume")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["state"]["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: does not fit this model ({str(exc).splitlines()[0]})") from None
+    state = ckpt["state"]
+    method.load_state_dict(state["method"])
+    for name, gen in gens.items():
+        gen.set_state(state["rng"][name])
+    torch.set_rng_state(state["rng"]["torch"])
+    state["best_state"] = ckpt["best"]
+    return state
 
 
 def fit(
@@ -71,9 +100,16 @@ def fit(
     config: TrainConfig,
     log: Optional[Callable[[str], None]] = None,
     progress: bool = False,
+    checkpoint_dir: Optional[str | Path] = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place with ``method`` on ``data.train`` (or a bare dataset, then without
-    validation) as ``config`` says. ``log`` receives one line per epoch; ``progress`` shows a bar."""
+    validation) as ``config`` says. ``log`` receives one line per epoch; ``progress`` shows a bar.
+
+    With ``checkpoint_dir`` a checkpoint is written after every epoch; with ``resume`` training
+    continues from the latest one there, exactly as if it had never stopped. Training draws on its
+    own random streams (seeded from ``config.seed``), never on the caller's global RNG.
+    """
     train_set = data.train if isinstance(data, DataSplits) else data
     val_set = data.val if isinstance(data, DataSplits) else None
     if len(train_set) == 0:
@@ -81,50 +117,76 @@ def fit(
     if config.select != "last" and val_set is None:
         raise UserError(f"select={config.select!r} needs a validation split")
     torch.set_num_threads(config.threads or available_cores())
-    shuffle_gen = torch.Generator().manual_seed(config.seed)
-    method_gen = torch.Generator().manual_seed(config.seed + 1_000_003)
+    gens = {"shuffle": torch.Generator().manual_seed(config.seed),
+            "method": torch.Generator().manual_seed(config.seed + 1_000_003)}
     optimizer = make_optimizer(model, config)
     result = TrainResult(model)
-    best_score, best_state = -math.inf, None
     steps_per_epoch = train_set.num_batches(config.batch_size)
-    bar = _progress(progress, config.epochs * steps_per_epoch)
-    step = 0
-    start = time.perf_counter()
-    try:
-        for epoch in range(config.epochs):
-            method.start_epoch(epoch, config.epochs)
-            sums: dict[str, float] = {}
-            epoch_start = time.perf_counter()
-            with train_mode(model):
-                for batch in train_set.batches(config.batch_size, shuffle=True, generator=shuffle_gen):
-                    ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=step, generator=method_gen)
-                    out = method.loss(model, batch, ctx)
-                    _check_finite(out, step, epoch)
-                    optimizer.zero_grad(set_to_none=True)
-                    out.loss.backward()
-                    optimizer.step()
-                    step += 1
-                    sums["loss"] = sums.get("loss", 0.0) + out.loss.item()
-                    for key, value in out.terms.items():
-                        sums[key] = sums.get(key, 0.0) + value.item()
-                    if bar is not None:
-                        bar.update(1)
-            record = {"epoch": epoch + 1, "seconds": time.perf_counter() - epoch_start}
-            record.update({k: v / steps_per_epoch for k, v in sums.items()})
-            if val_set is not None and len(val_set):
-                val = evaluate(model, val_set, mask_share=False)
-                record["val_accuracy"] = val["accuracy"]
-                record["val_worst_group_accuracy"] = val["worst_group_accuracy"]
-            result.history.append(record)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 2_000_003)  # dropout and other in-model randomness
+        restored = _restore(checkpoint_dir, config, model, optimizer, method, gens) if resume and checkpoint_dir else None
+        first_epoch, step, best_score, best_state, seconds = 0, 0, -math.inf, None, 0.0
+        if restored is not None:
+            first_epoch, step, seconds = restored["epoch"], restored["step"], restored["seconds"]
+            best_score, best_state = restored["best_score"], restored["best_state"]
+            result.history, result.selected_epoch = list(restored["history"]), restored["selected_epoch"]
             if log is not None:
-                log(_format_epoch(record, config.epochs))
-            if config.select != "last" and record[config.select] > best_score:
-                best_score, result.selected_epoch = record[config.select], epoch + 1
-                best_state = copy.deepcopy(model.state_dict())
-    finally:
-        if bar is not None:
-            bar.close()
-    result.train_seconds = time.perf_counter() - start
+                log(f"resuming after epoch {first_epoch} from {checkpoint_dir}")
+        bar = _progress(progress, (config.epochs - first_epoch) * steps_per_epoch)
+        try:
+            for epoch in range(first_epoch, config.epochs):
+                epoch_start = time.perf_counter()
+                method.start_epoch(epoch, config.epochs)
+                sums: dict[str, float] = {}
+                skipped = 0
+                with train_mode(model):
+                    for batch in train_set.batches(config.batch_size, shuffle=True, generator=gens["shuffle"]):
+                        ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=step, generator=gens["method"])
+                        out = method.loss(model, batch, ctx)
+                        step += 1
+                        if bar is not None:
+                            bar.update(1)
+                        problem = _nonfinite_message(out, step - 1, epoch)
+                        if problem is not None:
+                            if config.on_nonfinite == "stop":
+                                raise NonFiniteLossError(problem)
+                            skipped += 1
+                            if log is not None:
+                                log(f"skipped: {problem}")
+                            continue
+                        optimizer.zero_grad(set_to_none=True)
+                        out.loss.backward()
+                        optimizer.step()
+                        sums["loss"] = sums.get("loss", 0.0) + out.loss.item()
+                        for key, value in out.terms.items():
+                            sums[key] = sums.get(key, 0.0) + value.item()
+                used = max(steps_per_epoch - skipped, 1)
+                record = {"epoch": epoch + 1}
+                record.update({k: v / used for k, v in sums.items()})
+                if skipped:
+                    record["skipped_batches"] = skipped
+                if val_set is not None and len(val_set):
+                    val = evaluate(model, val_set, mask_share=False)
+                    record["val_accuracy"] = val["accuracy"]
+                    record["val_worst_group_accuracy"] = val["worst_group_accuracy"]
+                record["seconds"] = time.perf_counter() - epoch_start
+                seconds += record["seconds"]
+                result.history.append(record)
+                if config.select != "last" and record[config.select] > best_score:
+                    best_score, result.selected_epoch = record[config.select], epoch + 1
+                    best_state = copy.deepcopy(model.state_dict())
+                if checkpoint_dir is not None:
+                    state = {"epoch": epoch + 1, "step": step, "seconds": seconds, "optimizer": optimizer.state_dict(),
+                             "method": method.state_dict(), "history": result.history, "best_score": best_score,
+                             "selected_epoch": result.selected_epoch,
+                             "rng": {**{k: g.get_state() for k, g in gens.items()}, "torch": torch.get_rng_state()}}
+                    save_checkpoint(checkpoint_dir, epoch + 1, model.state_dict(), state, config.to_dict(), best_state)
+                if log is not None:
+                    log(_format_epoch(record, config.epochs))
+        finally:
+            if bar is not None:
+                bar.close()
+    result.train_seconds = seconds
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
