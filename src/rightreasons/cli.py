@@ -200,6 +200,11 @@ def demo(out, seed, epochs, quiet):
                "ERM falls to about half of that.")
 
 
+from .report.cli import bench_command, explain_command  # noqa: E402
+cli.add_command(bench_command)
+cli.add_command(explain_command)
+
+
 def main(argv=None) -> int:
     """Entry point: one-line errors, non-zero exit, no traceback for user errors."""
     import warnings

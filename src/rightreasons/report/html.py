@@ -1,0 +1,149 @@
+"""report.html: one self-contained page (no external resources, no script) with, per dataset, the
+summary table, training curves (inline SVG) and saliency grids (PNG inlined as base64).
+
+Saliency rows use each method's lowest-seed run and the same test images (those of that dataset's
+first run's data); the grids are also written as PNG files under ``DIR/saliency/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import math
+import platform
+from html import escape
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import UserError
+from ..files import atomic_write_text
+from . import saliency
+from .png import encode_png, write_png
+from .published import SOURCES, published_for
+from .results import read_results_csv
+from .summary import COLUMNS, published_cell, summarize, unmatched_published
+from .svg import line_chart
+
+CURVES = (("val_worst_group_accuracy", "validation worst-group accuracy", (0.0, 1.0)),
+          ("val_accuracy", "validation accuracy", (0.0, 1.0)),
+          ("loss", "training loss (total)", None))
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;font-size:13px}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}th{background:#f4f4f4}
+.grid td{border:none;padding:1px 6px}.grid img{display:block;image-rendering:pixelated}
+.curves{display:flex;flex-wrap:wrap;gap:8px}.note{color:#555;font-size:13px}code{background:#f4f4f4}"""
+
+
+def _img(rgb) -> str:
+    data = base64.b64encode(encode_png(rgb)).decode()
+    return f'<img alt="saliency row" src="data:image/png;base64,{data}" width="{rgb.shape[1]}" height="{rgb.shape[0]}">'
+
+
+def _table(dataset: str, items) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["method", "runs"] + [h for _, h, _ in COLUMNS] + ["published"])
+    body = []
+    for item in items:
+        cells = [f"<td>{escape(item.method)}</td>", f'<td class="num">{item.runs}</td>']
+        cells += [f'<td class="num">{escape(item.stats[c].format(d))}</td>' for c, _, d in COLUMNS]
+        cells.append(f"<td>{escape(published_cell(dataset, item.method))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    extra = unmatched_published(dataset, {i.method for i in items})
+    note = f'<p class="note">Published, no matching run here: {escape("; ".join(extra))}.</p>' if extra else ""
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>{note}"
+
+
+def _curves(out: Path, rows: list[dict], methods: list[str]) -> str:
+    histories: dict[str, list[list[dict]]] = {}
+    for row in rows:
+        try:
+            metrics = json.loads((out / "runs" / row["run"] / "metrics.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        histories.setdefault(row["method"], []).append(metrics.get("history") or [])
+    charts = []
+    for key, title, y_range in CURVES:
+        series = {}
+        for method in methods:
+            runs = histories.get(method, [])
+            epochs = sorted({rec["epoch"] for h in runs for rec in h if key in rec})
+            series[method] = [(e, _mean(rec[key] for h in runs for rec in h if rec["epoch"] == e and key in rec))
+                              for e in epochs]
+        charts.append(line_chart(series, title + " (mean over seeds)", key, y_range))
+    return '<div class="curves">' + "".join(charts) + "</div>"
+
+
+def _mean(values) -> float:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def _saliency(out: Path, dataset: str, rows: list[dict], methods: list[str], images: int) -> str:
+    from ..data import load_dataset
+    from ..train.config import TrainConfig
+    from ..train.run import load_run
+
+    first = {}
+    for row in sorted(rows, key=lambda r: r["seed"]):
+        first.setdefault(row["method"], out / "runs" / row["run"])
+    try:
+        cfg = TrainConfig.load(next(iter(first.values())) / "config.json")
+        data = load_dataset(cfg.data, seed=cfg.seed, **cfg.data_options)
+        models = {m: load_run(first[m], data=data)[0] for m in methods if m in first}
+    except UserError as exc:
+        return f'<p class="note">No saliency grid: {escape(str(exc))}</p>'
+    test = data.test
+    index = saliency.pick_examples(test, images)
+    parts = []
+    for kind in saliency.attribution_kinds():
+        strips = [("input (mask outlined)", saliency.input_row(test, index))]
+        strips += [(m, saliency.saliency_row(model, test, index, kind)) for m, model in models.items()]
+        write_png(out / "saliency" / f"{dataset}-{kind}.png", saliency.tile([s for _, s in strips]))
+        rows_html = "".join(f"<tr><td>{escape(label)}</td><td>{_img(saliency.tile([strip]))}</td></tr>"
+                            for label, strip in strips)
+        what = "input gradient" if kind == "gradient" else "integrated gradients (zero baseline)"
+        parts.append(f"<h4>{what} of sum<sub>k</sub> log p<sub>k</sub>, |attribution| per pixel</h4>"
+                     f'<table class="grid">{rows_html}</table>')
+    seeds = ", ".join(f"{m}: {first[m].name}" for m in models)
+    return "".join(parts) + f'<p class="note">Test images of seed {cfg.seed}\'s data; models: {escape(seeds)}. ' \
+        "Cyan outline: the mask (the region the model should ignore). Bright = large attribution.</p>"
+
+
+def render_report(out: str | Path, command: Optional[str] = None, images: int = 8,
+                  log: Optional[Callable[[str], None]] = None) -> str:
+    """The report page for the benchmark directory ``out`` (reads results.csv and the run directories)."""
+    import torch
+
+    from .. import __version__
+
+    out = Path(out)
+    rows = read_results_csv(out / "results.csv")
+    summary = summarize(rows)
+    sections = []
+    for dataset, items in summary.items():
+        if log:
+            log(f"report: {dataset}")
+        mine = [r for r in rows if r["dataset"] == dataset]
+        methods = [i.method for i in items]
+        sections.append(f"<section><h2>{escape(dataset)}</h2>{_table(dataset, items)}"
+                        f"<h3>Training curves</h3>{_curves(out, mine, methods)}"
+                        f"<h3>Saliency</h3>{_saliency(out, dataset, mine, methods, images)}</section>")
+    used = [k for k in SOURCES if any(p.source == k for d in summary for p in published_for(d))]
+    sources = "".join(f"<li>[{k}] {escape(SOURCES[k].citation)}. {escape(SOURCES[k].where)}.</li>" for k in used)
+    meta = (f"rightreasons {__version__}, torch {torch.__version__}, Python {platform.python_version()}, "
+            f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
+    cmd = f"<p>Command: <code>{escape(command)}</code></p>" if command else ""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>rightreasons benchmark</title>'
+            f"<style>{STYLE}</style></head><body><h1>rightreasons benchmark</h1>{cmd}"
+            f'<p class="note">{escape(meta)}. {len(rows)} finished runs. Tables: test split, mean ± sample std '
+            "over seeds, computed from results.csv (as summary.md).</p>"
+            + "".join(sections) + (f"<h2>Sources</h2><ul>{sources}</ul>" if sources else "") + "</body></html>\n")
+
+
+def write_report(out: str | Path, command: Optional[str] = None, images: int = 8,
+                 log: Optional[Callable[[str], None]] = None) -> Path:
+    """Write ``out/report.html`` atomically."""
+    path = Path(out) / "report.html"
+    atomic_write_text(path, render_report(out, command, images, log))
+    return path

@@ -1,0 +1,116 @@
+"""results.csv -> summary.md: mean ± standard deviation per dataset and method, computed by code.
+
+The standard deviation is the sample one (n - 1 in the denominator; none for a single run). NaN
+values (e.g. the mask share on data without masks) are left out of a mean. Within a dataset, methods
+are ordered by mean worst-group accuracy, best first; published numbers stand beside ours with their
+source keys, and the sources are listed at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..files import atomic_write_text
+from .published import SOURCES, format_published, published_for
+from .results import read_results_csv
+
+#: (results.csv column, header, decimals): worst-group accuracy first
+COLUMNS = (
+    ("test_worst_group_accuracy", "worst-group acc.", 3),
+    ("test_accuracy", "accuracy", 3),
+    ("test_mean_group_accuracy", "mean-group acc.", 3),
+    ("test_mask_gradient_share", "grad. share in mask", 3),
+    ("train_seconds", "train s", 1),
+    ("peak_memory_mb", "peak MB", 0),
+)
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: Optional[float]
+    n: int
+
+    def format(self, decimals: int) -> str:
+        if self.n == 0:
+            return "n/a"
+        text = f"{self.mean:.{decimals}f}"
+        return text if self.std is None else f"{text} ± {self.std:.{decimals}f}"
+
+
+@dataclass
+class MethodSummary:
+    method: str
+    runs: int
+    stats: dict
+
+
+def stat(values) -> Stat:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and not math.isnan(float(v))]
+    if not vals:
+        return Stat(math.nan, None, 0)
+    return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals))
+
+
+def summarize(rows: list[dict]) -> dict[str, list[MethodSummary]]:
+    """dataset -> one summary per method, best mean worst-group accuracy first."""
+    out: dict[str, list[MethodSummary]] = {}
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        items = []
+        for method in dict.fromkeys(r["method"] for r in mine):
+            runs = [r for r in mine if r["method"] == method]
+            items.append(MethodSummary(method, len(runs), {col: stat(r.get(col) for r in runs) for col, _, _ in COLUMNS}))
+        key = COLUMNS[0][0]
+        items.sort(key=lambda m: -m.stats[key].mean if m.stats[key].n else math.inf)
+        out[str(dataset)] = items
+    return out
+
+
+def published_cell(dataset: str, method: str) -> str:
+    return "; ".join(format_published(p) for p in published_for(dataset, method)) or "–"
+
+
+def unmatched_published(dataset: str, methods) -> list[str]:
+    return [f"{format_published(p)} ({p.method}{', ' + p.note if p.note else ''})"
+            for p in published_for(dataset) if p.method not in methods]
+
+
+def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[str] = None) -> str:
+    lines = ["# Benchmark summary", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += ["Computed from results.csv by `rightreasons.report.summary`: test split, mean ± sample standard "
+              "deviation over seeds (runs = number of seeds). Worst-group = worst per-group accuracy "
+              "(groups = labels unless the data options say otherwise). Published numbers: value, metric, [source].", ""]
+    used = set()
+    for dataset, items in summary.items():
+        lines += [f"## {dataset}", ""]
+        header = ["method", "runs"] + [h for _, h, _ in COLUMNS] + ["published"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS) + ["---"]) + "|"]
+        for item in items:
+            cells = [item.method, str(item.runs)] + [item.stats[c].format(d) for c, _, d in COLUMNS]
+            lines.append("| " + " | ".join(cells + [published_cell(dataset, item.method)]) + " |")
+            used.update(p.source for p in published_for(dataset, item.method))
+        extra = unmatched_published(dataset, {i.method for i in items})
+        if extra:
+            lines += ["", "Published, no matching run here: " + "; ".join(extra) + "."]
+            used.update(p.source for p in published_for(dataset) if p.method not in {i.method for i in items})
+        lines.append("")
+    if used:
+        lines += ["## Sources", ""]
+        lines += [f"- [{key}] {SOURCES[key].citation}. {SOURCES[key].where}." for key in SOURCES if key in used]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_summary(out: str | Path, command: Optional[str] = None) -> Path:
+    """Read ``out/results.csv`` and write ``out/summary.md`` atomically."""
+    out = Path(out)
+    text = render_markdown(summarize(read_results_csv(out / "results.csv")), command)
+    atomic_write_text(out / "summary.md", text)
+    return out / "summary.md"
