@@ -94,10 +94,24 @@ def train(data, method, out, model, epochs, seed, batch_size, lr, select, params
                             model_options={**config.model_options, **parse_assignments(model_options, "--model-option")})
     config.validate()
     config = resolved_config(config)
-    out = check_out_dir(out, overwrite, resume)
-    log = None if quiet else (lambda line: click.echo(line, err=True))
-    output = run_training(config, log=log, progress=not quiet, checkpoint_dir=out / CHECKPOINTS, resume=resume)
-    save_run(out, output)
+    from .train import distributed
+
+    distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU)
+    try:
+        if distributed.is_main_process():
+            check_out_dir(out, overwrite, resume)
+        distributed.barrier()
+        out = Path(out)
+        main_process = distributed.is_main_process()
+        log = None if quiet or not main_process else (lambda line: click.echo(line, err=True))
+        output = run_training(config, log=log, progress=not quiet, checkpoint_dir=out / CHECKPOINTS, resume=resume)
+        if main_process:
+            save_run(out, output)
+        distributed.barrier()
+    finally:
+        distributed.destroy()
+    if not main_process:
+        return
     test = output.metrics["test"]
     click.echo(f"{config.method} on {config.data}: test accuracy {_fmt(test['accuracy'])}, "
                f"worst-group {_fmt(test['worst_group_accuracy'])}, "

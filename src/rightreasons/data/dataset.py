@@ -95,6 +95,23 @@ class ExplanationDataset:
         x = self.x[index]
         return Batch(x, self.y[index], self.mask[index].to(x.dtype), self.group[index], self.has_mask[index])
 
+    def index_batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: Optional[torch.Generator] = None,
+        drop_last: bool = False,
+    ) -> Iterator[torch.Tensor]:
+        """The example indices of each minibatch; with ``shuffle`` the order comes from ``generator`` only."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else None
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            end = min(start + batch_size, n)
+            yield order[start:end] if order is not None else torch.arange(start, end)
+
     def batches(
         self,
         batch_size: int,
@@ -103,14 +120,8 @@ class ExplanationDataset:
         drop_last: bool = False,
     ) -> Iterator[Batch]:
         """Iterate over minibatches; with ``shuffle`` the order comes from ``generator`` only."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else None
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            end = min(start + batch_size, n)
-            yield self.batch(order[start:end] if order is not None else slice(start, end))
+        for index in self.index_batches(batch_size, shuffle, generator, drop_last):
+            yield self.batch(index)
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         return len(self) // batch_size if drop_last else -(-len(self) // batch_size)

@@ -34,7 +34,7 @@ class TrainConfig:
     seed: int = 0
     #: which epoch's weights to keep: the last one, or the best on the validation split (never test)
     select: str = "last"
-    #: torch intra-op threads; None = every core this process may use
+    #: torch intra-op threads; None = OMP_NUM_THREADS if set, else the cores this process may use
     threads: Optional[int] = None
     #: what a NaN/inf loss does: stop training (naming step and term) or skip that batch
     on_nonfinite: str = "stop"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ from ..metrics.evaluate import evaluate
 from ..ops.modes import train_mode
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .distributed import available_cores  # noqa: F401  (re-exported)
+from .distributed import barrier, check_static_graph, local_cores, loss_scale, shard, world, wrap
 
 
 class NonFiniteLossError(RuntimeError):
@@ -38,13 +39,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     selected_epoch: int = 0
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -116,7 +110,10 @@ def fit(
         raise UserError(f"{train_set.name}: the training split is empty")
     if config.select != "last" and val_set is None:
         raise UserError(f"select={config.select!r} needs a validation split")
-    torch.set_num_threads(config.threads or available_cores())
+    rank, size = world()
+    check_static_graph(model)
+    torch.set_num_threads(config.threads or local_cores())
+    step_fn = wrap(model, method) if size > 1 else (lambda b, c: method.loss(model, b, c))
     gens = {"shuffle": torch.Generator().manual_seed(config.seed),
             "method": torch.Generator().manual_seed(config.seed + 1_000_003)}
     optimizer = make_optimizer(model, config)
@@ -130,9 +127,9 @@ def fit(
             first_epoch, step, seconds = restored["epoch"], restored["step"], restored["seconds"]
             best_score, best_state = restored["best_score"], restored["best_state"]
             result.history, result.selected_epoch = list(restored["history"]), restored["selected_epoch"]
-            if log is not None:
+            if log is not None and rank == 0:
                 log(f"resuming after epoch {first_epoch} from {checkpoint_dir}")
-        bar = _progress(progress, (config.epochs - first_epoch) * steps_per_epoch)
+        bar = _progress(progress and rank == 0, (config.epochs - first_epoch) * steps_per_epoch)
         try:
             for epoch in range(first_epoch, config.epochs):
                 epoch_start = time.perf_counter()
@@ -140,9 +137,10 @@ def fit(
                 sums: dict[str, float] = {}
                 skipped = 0
                 with train_mode(model):
-                    for batch in train_set.batches(config.batch_size, shuffle=True, generator=gens["shuffle"]):
+                    for index in train_set.index_batches(config.batch_size, shuffle=True, generator=gens["shuffle"]):
+                        local = shard(index, rank, size) if size > 1 else index
                         ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=step, generator=gens["method"])
-                        out = method.loss(model, batch, ctx)
+                        out = step_fn(train_set.batch(local), ctx)
                         step += 1
                         if bar is not None:
                             bar.update(1)
@@ -151,11 +149,11 @@ def fit(
                             if config.on_nonfinite == "stop":
                                 raise NonFiniteLossError(problem)
                             skipped += 1
-                            if log is not None:
+                            if log is not None and rank == 0:
                                 log(f"skipped: {problem}")
                             continue
                         optimizer.zero_grad(set_to_none=True)
-                        out.loss.backward()
+                        (out.loss * loss_scale(len(local), len(index), size) if size > 1 else out.loss).backward()
                         optimizer.step()
                         sums["loss"] = sums.get("loss", 0.0) + out.loss.item()
                         for key, value in out.terms.items():
@@ -175,13 +173,14 @@ def fit(
                 if config.select != "last" and record[config.select] > best_score:
                     best_score, result.selected_epoch = record[config.select], epoch + 1
                     best_state = copy.deepcopy(model.state_dict())
-                if checkpoint_dir is not None:
+                if checkpoint_dir is not None and rank == 0:
                     state = {"epoch": epoch + 1, "step": step, "seconds": seconds, "optimizer": optimizer.state_dict(),
                              "method": method.state_dict(), "history": result.history, "best_score": best_score,
                              "selected_epoch": result.selected_epoch,
                              "rng": {**{k: g.get_state() for k, g in gens.items()}, "torch": torch.get_rng_state()}}
                     save_checkpoint(checkpoint_dir, epoch + 1, model.state_dict(), state, config.to_dict(), best_state)
-                if log is not None:
+                barrier()  # the checkpoint is complete before any process goes on
+                if log is not None and rank == 0:
                     log(_format_epoch(record, config.epochs))
         finally:
             if bar is not None:
