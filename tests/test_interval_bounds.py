@@ -155,6 +155,22 @@ def test_linear_layer_matches_the_analytic_bound():
     torch.testing.assert_close(ub, centre + radius, rtol=0, atol=1e-14)
 
 
+def test_linear_layer_with_a_sparse_box_matches_the_dense_bound():
+    """Boxes that move few input features take a column-restricted path: same numbers."""
+    torch.manual_seed(0)
+    lin = nn.Linear(100, 5).double()
+    x = torch.rand(4, 100, dtype=torch.float64)
+    mask = torch.zeros_like(x)
+    mask[0, 3:6] = 1
+    mask[2, 90:97] = 1
+    lb, ub = interval_bounds(lin, *mask_box(x, mask, 0.3))
+    radius = (0.3 * mask) @ lin.weight.abs().T
+    centre = lin(x)
+    torch.testing.assert_close(lb, centre - radius, rtol=0, atol=1e-14)
+    torch.testing.assert_close(ub, centre + radius, rtol=0, atol=1e-14)
+    assert torch.equal(lb[1], ub[1])
+
+
 def test_features_outside_the_mask_are_fixed():
     batch = tiny_batch(dtype=torch.float64)
     lower, upper = mask_box(batch.x, batch.mask, 5.0, bounds=(0.0, 1.0))

@@ -23,7 +23,12 @@ from .registry import register_method
 
 def annotated(mask: torch.Tensor) -> torch.Tensor:
     """(B,) float: 1 where the example's (effective) mask has any non-zero entry."""
-    return (mask.flatten(1) != 0).any(1).to(mask.dtype)
+    return mask.flatten(1).any(1).to(mask.dtype)
+
+
+def explanation_mask(batch) -> torch.Tensor:
+    """``batch.effective_mask`` without a copy when every example is annotated."""
+    return batch.mask if bool(batch.has_mask.all()) else batch.effective_mask
 
 
 def require_generator(method: str, ctx: StepContext) -> torch.Generator:
@@ -42,18 +47,18 @@ class AvgEx(Method):
     bounds = {"alpha": (0.0, None), "eps": (0.0, None), "samples": (1, None)}
 
     def penalties(self, model, batch, x, logits, ctx):
-        mask = batch.effective_mask
+        mask = explanation_mask(batch)
         weight = annotated(mask)
         if self.alpha == 0 or self.eps == 0 or not bool(weight.any()):
             return {"avg_ex": logits.new_zeros(())}
         gen = require_generator(self.name, ctx)
         base = batch.x.detach()
         shape = (self.samples,) + tuple(base.shape)
-        if self.noise == "uniform":
-            noise = (2 * torch.rand(shape, generator=gen, dtype=base.dtype, device=base.device) - 1) * self.eps
+        if self.noise == "uniform":  # in place on one buffer: u = (2 * U(0, 1) - 1) * eps
+            noisy = torch.rand(shape, generator=gen, dtype=base.dtype, device=base.device).mul_(2).sub_(1)
         else:
-            noise = torch.randn(shape, generator=gen, dtype=base.dtype, device=base.device) * self.eps
-        noisy = (base.unsqueeze(0) + mask.unsqueeze(0) * noise).flatten(0, 1)
+            noisy = torch.randn(shape, generator=gen, dtype=base.dtype, device=base.device)
+        noisy = noisy.mul_(self.eps).mul_(mask).add_(base).flatten(0, 1)  # x + m * u
         ce = F.cross_entropy(model(noisy), batch.y.repeat(self.samples), reduction="none")
         ce = ce.view(self.samples, -1).mean(0)
         return {"avg_ex": self.alpha * (weight * ce).mean()}

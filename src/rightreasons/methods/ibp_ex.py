@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from ..ops.interval_bounds import interval_bounds, mask_box, masked_ibp
 from ..ops.schedules import ce_weight_schedule, eps_ramp
-from .avg_ex import annotated
+from .avg_ex import annotated, explanation_mask
 from .base import LossOutput, Method
 from .registry import register_method
 
@@ -54,10 +54,10 @@ class IbpEx(Method):
     def ce_weight(self, ctx):
         return self.kappa_schedule.current()
 
-    def _worst_logits(self, model, batch, eps):
+    def _worst_logits(self, model, batch, mask, eps):
         if self.bound == "margin":
-            return -masked_ibp(model, batch.x, batch.y, batch.effective_mask, eps, bounds=self._clip)
-        lower, upper = interval_bounds(model, *mask_box(batch.x, batch.effective_mask, eps, self._clip))
+            return -masked_ibp(model, batch.x, batch.y, mask, eps, bounds=self._clip)
+        lower, upper = interval_bounds(model, *mask_box(batch.x, mask, eps, self._clip))
         is_y = F.one_hot(batch.y, upper.shape[1]).bool()
         return torch.where(is_y, lower, upper)
 
@@ -72,19 +72,21 @@ class IbpEx(Method):
     def penalties(self, model, batch, x, logits, ctx):
         if self.kappa_schedule.current() == 1.0:
             return {"ibp_ex": logits.new_zeros(())}
-        weight = annotated(batch.effective_mask)
+        mask = explanation_mask(batch)
+        weight = annotated(mask)
         eps = self.eps_schedule.current()
-        worst = self._worst_logits(model, batch, eps) if eps > 0 and bool(weight.any()) else None
+        worst = self._worst_logits(model, batch, mask, eps) if eps > 0 and bool(weight.any()) else None
         return {"ibp_ex": self._term(logits, worst, batch, weight)}
 
     def loss(self, model, batch, ctx):
         """One pass for the clean logits and the bounds when the box is centred at x (margin form)."""
-        weight = annotated(batch.effective_mask)
+        mask = explanation_mask(batch)
+        weight = annotated(mask)
         eps = self.eps_schedule.current()
         if (self.kappa_schedule.current() == 1.0 or eps == 0 or not bool(weight.any())
                 or self.bound != "margin" or self._clip is not None):
             return super().loss(model, batch, ctx)
-        logits, margins = masked_ibp(model, batch.x, batch.y, batch.effective_mask, eps, clean=True)
+        logits, margins = masked_ibp(model, batch.x, batch.y, mask, eps, clean=True)
         ce = F.cross_entropy(logits, batch.y)
         penalty = self._term(logits, -margins, batch, weight)
         return LossOutput(self.ce_weight(ctx) * ce + penalty, logits, {"ce": ce.detach(), "ibp_ex": penalty.detach()})

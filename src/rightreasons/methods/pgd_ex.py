@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from ..ops.masked_pgd import masked_pgd
 from ..ops.schedules import eps_ramp
-from .avg_ex import annotated, require_generator
+from .avg_ex import annotated, explanation_mask, require_generator
 from .base import Method
 from .registry import register_method
 
@@ -43,7 +43,7 @@ class PgdEx(Method):
         self.eps_schedule = eps_ramp(self.eps, self.warmup_epochs, self.ramp_epochs)
 
     def penalties(self, model, batch, x, logits, ctx):
-        mask = batch.effective_mask
+        mask = explanation_mask(batch)
         weight = annotated(mask)
         eps = self.eps_schedule.current()
         if self.alpha == 0 or not bool(weight.any()):

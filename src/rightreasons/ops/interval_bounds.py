@@ -49,7 +49,13 @@ class Interval:
 
 # -- rules: one small function per layer kind ---------------------------------------------------
 def _linear(m: nn.Linear, box: Interval) -> Interval:
-    return Interval(m(box.centre), F.linear(box.radius, m.weight.abs()))
+    r, w = box.radius, m.weight
+    if r.dim() == 2 and r.shape[1] >= 64:  # input boxes are often zero in most features (a small mask):
+        cols = r.any(0)                      # multiply only the columns where some example may move
+        if int(cols.sum()) <= r.shape[1] // 4:
+            idx = cols.nonzero().squeeze(1)
+            r, w = r.index_select(1, idx), w.index_select(1, idx)
+    return Interval(m(box.centre), F.linear(r, w.abs()))
 
 
 def _conv(m: nn.modules.conv._ConvNd, box: Interval) -> Interval:
@@ -192,19 +198,34 @@ def worst_case_logits(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor
     return -margin_bounds(model, lower, upper, y)
 
 
+def _radius_mask(x: torch.Tensor, mask: torch.Tensor, eps: float, where: str) -> torch.Tensor:
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise UserError(f"{where}: eps must be a finite number >= 0, got {eps!r}")
+    try:
+        mask = mask.to(x.dtype).expand_as(x)
+    except RuntimeError:
+        raise UserError(f"{where}: mask shape {tuple(mask.shape)} does not broadcast to x shape {tuple(x.shape)}") from None
+    if mask.numel() and float(mask.min()) < 0:
+        raise UserError(f"{where}: mask must be >= 0 (1 marks a feature that may move)")
+    return mask
+
+
 def mask_box(x: torch.Tensor, mask: torch.Tensor, eps: float, bounds: Optional[tuple[float, float]] = None):
     """``(lower, upper) = (x - eps*m, x + eps*m)``, clipped to ``bounds = (lo, hi)`` if given (a value
-    already outside the range is never excluded: the box always contains x)."""
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise UserError(f"mask_box: eps must be a finite number >= 0, got {eps!r}")
-    radius = eps * mask.to(x.dtype).abs().expand_as(x)
-    lower, upper = x - radius, x + radius
+    already outside the range is never excluded: the box always contains x). Where m = 0 both ends
+    are x exactly. The mask must be >= 0 and broadcast to x."""
+    mask = _radius_mask(x, mask, eps, "mask_box")
+    lower, upper = torch.sub(x, mask, alpha=eps), torch.add(x, mask, alpha=eps)
     if bounds is not None:
         lo, hi = bounds
         if not lo <= hi:
             raise UserError(f"mask_box: bounds must be (lo, hi) with lo <= hi, got {bounds!r}")
-        lower = torch.maximum(lower, x.clamp(max=lo))
-        upper = torch.minimum(upper, x.clamp(min=hi))
+        # max(x - r, min(lo, x)) == min(max(x - r, lo), x), likewise for the upper end
+        if torch.is_grad_enabled() and (lower.requires_grad or upper.requires_grad):
+            lower, upper = torch.minimum(lower.clamp(min=lo), x), torch.maximum(upper.clamp(max=hi), x)
+        else:  # in place: inputs are large and fresh allocations cost page faults on CPU
+            lower = torch.minimum(lower.clamp_(min=lo), x, out=lower)
+            upper = torch.maximum(upper.clamp_(max=hi), x, out=upper)
     return lower, upper
 
 
@@ -216,9 +237,8 @@ def masked_ibp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.T
     _check_labels(y, x.shape[0])
     body, last = _split_last(model)
     if bounds is None:
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-            raise UserError(f"masked_ibp: eps must be a finite number >= 0, got {eps!r}")
-        box = Interval(x, eps * mask.to(x.dtype).abs().expand_as(x))
+        mask = _radius_mask(x, mask, eps, "masked_ibp")
+        box = Interval(x, mask if eps == 1 else eps * mask)
     else:
         box = Interval.from_bounds(*mask_box(x, mask, eps, bounds))
     box, point = _propagate(body, box, x if clean else None)

@@ -2,11 +2,12 @@
 
     x_adv = x + p,   p = argmax_{|p| <= eps * m} CE(f(x + p), y)   (approximately, by sign-gradient steps)
 
-    p <- clip_{[-eps*m, eps*m]}( p + step_size * sign(d CE / d p) ),   then x + p clamped to ``bounds``
+    x_adv <- clip_B( x_adv + step_size * sign(d CE / d x_adv) ),   B = mask_box(x, m, eps, bounds)
 
-The perturbation is zero, and ``x_adv`` equals ``x`` bit for bit, wherever m = 0. The clamp to the data
-range ``bounds = (lo, hi)`` acts only where m != 0 (unmasked features never move) and never pushes a
-value further from x than it was (a masked feature already outside the range can only move towards it).
+B is the box x +- eps*m, clipped to the data range ``bounds = (lo, hi)`` where m != 0 (see
+``interval_bounds.mask_box``): where m = 0 both ends of B are x, so ``x_adv`` equals ``x`` bit for
+bit there and unmasked features never move, even outside the range; a masked feature already outside
+the range can only move towards it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from .interval_bounds import mask_box
 from .modes import eval_mode
 
 
@@ -41,20 +43,6 @@ def _check(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, eps: float, ste
         raise UserError(f"masked_pgd: bounds must be (lo, hi) with lo <= hi, got {bounds!r}")
 
 
-def _project(x: torch.Tensor, p: torch.Tensor, radius: torch.Tensor, moving: torch.Tensor, bounds) -> torch.Tensor:
-    """Project the perturbation onto {|p| <= radius, x + p in bounds (where moving)}; p = 0 where not moving."""
-    p = torch.maximum(torch.minimum(p, radius), -radius)
-    if bounds is not None:
-        p = _clamp(x, x + p, bounds) - x
-    return torch.where(moving, p, torch.zeros_like(p))
-
-
-def _clamp(x: torch.Tensor, x_adv: torch.Tensor, bounds) -> torch.Tensor:
-    """Clamp x_adv to [min(lo, x), max(hi, x)]: into the range, never further from x than it was."""
-    lo, hi = bounds
-    return torch.maximum(torch.minimum(x_adv, x.clamp(min=hi)), x.clamp(max=lo))
-
-
 def masked_pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -74,7 +62,7 @@ def masked_pgd(
     eps, steps:   box radius and number of sign-gradient steps (steps = 0 returns x, or the random start).
     step_size:    default 2.5 * eps / steps (Madry et al.).
     bounds:       optional data range (lo, hi), enforced only on masked features.
-    random_start: start uniformly in the box, drawn from ``generator`` (required then; never the global RNG).
+    random_start: start uniformly in the box B, drawn from ``generator`` (required then; never the global RNG).
 
     Parameter ``.grad`` fields are not touched (gradients are taken with ``torch.autograd.grad``).
     """
@@ -82,22 +70,26 @@ def masked_pgd(
     if random_start and generator is None:
         raise UserError("masked_pgd: random_start=True needs a torch.Generator (the global RNG is never used)")
     x = x.detach()
-    mask = mask.detach().to(x.dtype).expand_as(x)
-    moving = mask != 0
-    radius = eps * mask.abs()
+    # the feasible set is the (clipped) box itself; where m = 0 both ends are x exactly
+    lower, upper = mask_box(x, mask.detach(), eps, bounds)
     if step_size is None:
         step_size = 2.5 * eps / steps if steps > 0 else 0.0
     if random_start:
-        noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        p = _project(x, (2 * noise - 1) * radius, radius, moving, bounds)
+        x_adv = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x_adv = _clip(x_adv.mul_(upper - lower).add_(lower), lower, upper)
     else:
-        p = torch.zeros_like(x)
-    if eps > 0 and bool(moving.any()):
+        x_adv = x.clone()
+    if eps > 0 and steps > 0 and bool((upper != lower).any()):
         with eval_mode(model), torch.enable_grad():
             for _ in range(steps):
-                p.requires_grad_(True)
-                loss = F.cross_entropy(model(x + p), y, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, p)
-                p = _project(x, p.detach() + step_size * grad.sign(), radius, moving, bounds)
-    x_adv = x + p if bounds is None else _clamp(x, x + p, bounds)  # re-clamp: x + (x_adv - x) may round out
-    return torch.where(moving, x_adv, x).detach()
+                x_adv.requires_grad_(True)
+                loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+                (grad,) = torch.autograd.grad(loss, x_adv)
+                x_adv.requires_grad_(False)  # the graph is gone: update in place
+                _clip(x_adv.add_(grad.sign_(), alpha=step_size), lower, upper)
+    return x_adv
+
+
+def _clip(t: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """In place: t <- min(max(t, lower), upper)."""
+    return torch.minimum(torch.maximum(t, lower, out=t), upper, out=t)
