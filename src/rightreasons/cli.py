@@ -217,6 +217,8 @@ def demo(out, seed, epochs, quiet):
 from .report.cli import bench_command, explain_command  # noqa: E402
 cli.add_command(bench_command)
 cli.add_command(explain_command)
+from .sweep.cli import sweep_command  # noqa: E402
+cli.add_command(sweep_command)
 
 
 def main(argv=None) -> int:
