@@ -28,11 +28,14 @@ def _erm(model, batch):
 # ---------------------------------------------------------------- CDEP
 
 
+RIEGER = {"score": "softmax", "activation_rule": "cd", "bias_rule": "proportional"}
+
+
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_cdep_penalty_is_the_softmax_share_of_the_masked_region(model_name):
+def test_cdep_softmax_score_is_riegers_share_of_the_masked_region(model_name):
     model = MODELS[model_name](dtype=torch.float64)
     batch = tiny_batch(n=6, dtype=torch.float64)  # the last example has no annotation
-    out = create_method("cdep", lam=2.0).loss(model, batch, ctx())
+    out = create_method("cdep", lam=2.0, **RIEGER).loss(model, batch, ctx())
     keep = batch.has_mask
     rel, irrel = contextual_decomposition(model, batch.x[keep], batch.mask[keep])
     # Rieger et al.'s score: softmax over the stacked (relevant, irrelevant) logit of every (example, class)
@@ -41,27 +44,61 @@ def test_cdep_penalty_is_the_softmax_share_of_the_masked_region(model_name):
     torch.testing.assert_close(out.loss, _erm(model, batch) + 2.0 * share, rtol=1e-12, atol=1e-14)
 
 
+def test_cdep_default_score_is_the_occlusion_effect_on_logit_differences():
+    # defaults (abs score, marginal rule, bias to the irrelevant part) on an MLP: rel = f(x) - f(x * (1 - m))
+    model = tiny_mlp(dtype=torch.float64)
+    batch = tiny_batch(n=6, dtype=torch.float64)
+    out = create_method("cdep", lam=2.0).loss(model, batch, ctx())
+    keep = batch.has_mask
+    x, m = batch.x[keep], batch.mask[keep]
+    effect = model(x) - model(x * (1 - m))
+    expected = (effect - effect.mean(1, keepdim=True)).abs().mean()
+    torch.testing.assert_close(out.terms["cdep"], 2.0 * expected.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_softmax_share_is_fooled_by_opposite_shifts_but_abs_score_is_not():
+    # a linear model whose masked pixel decides the class, plus -C on every logit from the masked pixel and
+    # +C from an always-on unmasked pixel: the logits (and predictions) do not change with C
+    n_cls, big = 3, 40.0
+    model = nn.Linear(2, n_cls, bias=False).double()
+    with torch.no_grad():
+        model.weight[:, 0] = torch.tensor([3.0, -1.0, -2.0]) - big  # feature 0: the masked shortcut
+        model.weight[:, 1] = big  # feature 1: unmasked, always 1
+    x = torch.tensor([[1.0, 1.0], [0.5, 1.0]], dtype=torch.float64)
+    mask = torch.tensor([[1.0, 0.0]], dtype=torch.float64).expand_as(x).clone()
+    batch = Batch(x, torch.tensor([0, 0]), mask, torch.tensor([0, 0]), torch.ones(2, dtype=torch.bool))
+    share = create_method("cdep", **RIEGER).loss(model, batch, ctx()).terms["cdep"]
+    score = create_method("cdep", lam=1.0).loss(model, batch, ctx()).terms["cdep"]
+    assert share < 1e-12  # the Rieger share says "the shortcut is not used"
+    rel = (x * mask) @ model.weight.T
+    torch.testing.assert_close(score, (rel - rel.mean(1, keepdim=True)).abs().mean().detach())
+    assert score > 1.0
+
+
 def test_cdep_relevant_part_is_the_masked_region_not_its_complement():
     model = tiny_mlp(dtype=torch.float64)
     batch = tiny_batch(dtype=torch.float64, partial=False)
     inverted = Batch(batch.x, batch.y, 1 - batch.mask, batch.group, batch.has_mask)
-    method = create_method("cdep")
-    a = method.loss(model, batch, ctx()).terms["cdep"]
-    b = method.loss(model, inverted, ctx()).terms["cdep"]
-    rel, irrel = contextual_decomposition(model, batch.x, batch.mask)
-    torch.testing.assert_close(a, torch.sigmoid(rel - irrel).mean().detach())
-    assert not torch.allclose(a, b)
+    for params in ({}, RIEGER):
+        method = create_method("cdep", **params)
+        a = method.loss(model, batch, ctx()).terms["cdep"]
+        b = method.loss(model, inverted, ctx()).terms["cdep"]
+        rel, irrel = contextual_decomposition(model, batch.x, batch.mask, method.bias_rule, method.activation_rule)
+        expected = (rel - rel.mean(1, keepdim=True)).abs().mean() if params == {} else torch.sigmoid(rel - irrel).mean()
+        torch.testing.assert_close(a, method.lam * expected.detach())
+        assert not torch.allclose(a, b)
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_cdep_zero_mask_and_unannotated_reduce_to_erm(model_name):
+@pytest.mark.parametrize("params", [{}, RIEGER])
+def test_cdep_zero_mask_and_unannotated_reduce_to_erm(model_name, params):
     model = MODELS[model_name](dtype=torch.float64)
     batch = tiny_batch(dtype=torch.float64)
     batch.mask.zero_()
-    torch.testing.assert_close(create_method("cdep").loss(model, batch, ctx()).loss, _erm(model, batch))
+    torch.testing.assert_close(create_method("cdep", **params).loss(model, batch, ctx()).loss, _erm(model, batch))
     batch = tiny_batch(dtype=torch.float64)
     batch.has_mask.zero_()
-    torch.testing.assert_close(create_method("cdep").loss(model, batch, ctx()).loss, _erm(model, batch))
+    torch.testing.assert_close(create_method("cdep", **params).loss(model, batch, ctx()).loss, _erm(model, batch))
 
 
 def test_cdep_unsupported_model_raises_user_error():

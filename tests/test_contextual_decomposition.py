@@ -35,8 +35,11 @@ def _random_mask(shape, seed=1):
     return (torch.rand(shape, generator=g) > 0.6).double()
 
 
+RULES = ["cd", "shapley", "marginal"]
+
+
 @pytest.mark.parametrize("bias_rule", ["proportional", "irrelevant"])
-@pytest.mark.parametrize("activation_rule", ["cd", "shapley"])
+@pytest.mark.parametrize("activation_rule", RULES)
 def test_completeness_mlp(bias_rule, activation_rule):
     model = _mlp()
     x = torch.rand(6, 3, 4, dtype=torch.float64)
@@ -45,7 +48,7 @@ def test_completeness_mlp(bias_rule, activation_rule):
     assert rel.abs().sum() > 0 and irrel.abs().sum() > 0
 
 
-@pytest.mark.parametrize("activation_rule", ["cd", "shapley"])
+@pytest.mark.parametrize("activation_rule", RULES)
 def test_completeness_cnn_with_maxpool_batchnorm_dropout(activation_rule):
     model = _cnn()
     model.train()
@@ -112,16 +115,30 @@ def test_maxpool_takes_positions_of_the_sum():
     assert r.item() == 0.0 and i.item() == 4.0
 
 
-def test_zero_mask_gives_zero_relevant_part_even_with_biases():
+@pytest.mark.parametrize("bias_rule", ["proportional", "irrelevant"])
+@pytest.mark.parametrize("activation_rule", RULES)
+def test_zero_mask_gives_zero_relevant_part_even_with_biases(bias_rule, activation_rule):
     # derivation: the relevant input is x * 0 = 0; A 0 = 0 and the proportional bias share |0| / (|0| + |A i|)
-    # is 0 (all of the bias goes to irrelevant when both contributions vanish); activations keep f(0) - f(0) = 0;
+    # is 0 (all of the bias goes to irrelevant when both contributions vanish); the activation rules give
+    # f(0) - f(0) = 0 ("cd"), (0 + f(i) - f(i)) / 2 = 0 ("shapley"), f(0 + i) - f(i) = 0 ("marginal");
     # pooling gathers zeros. So relevant == 0 exactly, irrelevant == model(x).
     for model, shape in ((_mlp(), (4, 3, 4)), (_cnn(), (4, 2, 8, 8))):
         x = torch.rand(shape, dtype=torch.float64)
-        rel, irrel = contextual_decomposition(model, x, torch.zeros(shape, dtype=torch.float64))
+        rel, irrel = contextual_decomposition(model, x, torch.zeros(shape, dtype=torch.float64), bias_rule,
+                                              activation_rule)
         assert torch.equal(rel, torch.zeros_like(rel))
         model.eval()
         torch.testing.assert_close(irrel, model(x), rtol=0, atol=1e-12)
+
+
+def test_marginal_rule_with_irrelevant_bias_is_occlusion():
+    # every layer keeps i' = layer(i): the irrelevant part is the network run on x * (1 - m)
+    model = _mlp()
+    x = torch.rand(5, 3, 4, dtype=torch.float64)
+    mask = _random_mask(x.shape)
+    rel, irrel = contextual_decomposition(model, x, mask, "irrelevant", "marginal")
+    torch.testing.assert_close(irrel, model(x * (1 - mask)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(rel, model(x) - model(x * (1 - mask)), rtol=0, atol=1e-12)
 
 
 def test_full_mask_gives_zero_irrelevant_part_without_biases():

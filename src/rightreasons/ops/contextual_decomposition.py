@@ -16,10 +16,14 @@ Rules (r, i = relevant and irrelevant parts of a layer's input):
   completeness) the whole bias goes to the irrelevant part. ``bias_rule="irrelevant"`` assigns every
   bias to the irrelevant part (Murdoch et al.'s simplest variant). Under both rules a zero mask gives a
   relevant part that is exactly 0 at every layer (A 0 = 0, and a bias share proportional to 0 is 0).
-* elementwise activations f (ReLU, LeakyReLU, ReLU6, ELU, Tanh, Sigmoid, Softplus): the standard CD rule
-  of CDEP's ``propagate_relu``, ``r' = f(r) - f(0)``, ``i' = f(r + i) - r'`` (f(0) = 0 for ReLU, so
-  ``r' = relu(r)``, ``i' = relu(r + i) - relu(r)``). ``activation_rule="shapley"`` uses the symmetric
-  two-player Shapley split ``r' = (f(r) - f(0) + f(r + i) - f(i)) / 2``, ``i' = f(r + i) - r'``.
+* elementwise activations f (ReLU, LeakyReLU, ReLU6, ELU, Tanh, Sigmoid, Softplus), three orderings
+  of the two parts (``activation_rule``):
+  ``"cd"`` (default; CDEP's and ACD's ``propagate_relu``, relevant part first): ``r' = f(r) - f(0)``,
+  ``i' = f(r + i) - r'``, so for ReLU ``r' = relu(r)``, ``i' = relu(r + i) - relu(r)`` and every
+  interaction goes to the irrelevant part; ``"shapley"``: the two-player Shapley split
+  ``r' = (f(r) - f(0) + f(r + i) - f(i)) / 2``; ``"marginal"`` (context first): ``r' = f(r + i) - f(i)``,
+  ``i' = f(i)``, so every interaction is charged to the masked region. With ``bias_rule="irrelevant"``
+  and no max pooling, ``"marginal"`` makes the irrelevant part exactly ``model(x * (1 - mask))``.
 * max pooling: positions are chosen by pooling ``r + i`` and both parts are gathered there (CDEP/ACD).
 * linear maps without bias (AvgPool, AdaptiveAvgPool, Flatten, Unflatten) apply to both parts;
   Identity and Dropout are the identity (CD decomposes the eval-mode function).
@@ -45,7 +49,7 @@ from .modes import eval_mode
 Rule = Callable[[nn.Module, torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
 
 BIAS_RULES = ("proportional", "irrelevant")
-ACTIVATION_RULES = ("cd", "shapley")
+ACTIVATION_RULES = ("cd", "shapley", "marginal")
 
 
 def _split_bias(r: torch.Tensor, i: torch.Tensor, bias: torch.Tensor | None, opts: dict):
@@ -62,20 +66,14 @@ def _split_bias(r: torch.Tensor, i: torch.Tensor, bias: torch.Tensor | None, opt
     return r + share_r, i + (bias - share_r)
 
 
-def _both_parts(fn, r, i):
-    """``fn`` applied to both parts in one call (stacked along the batch dimension)."""
-    out = fn(torch.cat([r, i]))
-    return out[: r.shape[0]], out[r.shape[0]:]
-
-
 def _linear(m: nn.Linear, r, i, opts):
-    return _split_bias(*_both_parts(lambda t: F.linear(t, m.weight), r, i), m.bias, opts)
+    return _split_bias(F.linear(r, m.weight), F.linear(i, m.weight), m.bias, opts)
 
 
 def _conv(m, r, i, opts):
     bias = None if m.bias is None else m.bias.view(1, -1, *([1] * (r.dim() - 2)))
     # _conv_forward handles padding modes ("zeros", "reflect", ...) exactly as the layer does
-    return _split_bias(*_both_parts(lambda t: m._conv_forward(t, m.weight, None), r, i), bias, opts)
+    return _split_bias(m._conv_forward(r, m.weight, None), m._conv_forward(i, m.weight, None), bias, opts)
 
 
 def _batchnorm(m: nn.modules.batchnorm._BatchNorm, r, i, opts):
@@ -111,6 +109,8 @@ def _activation(m: nn.Module, r, i, opts):
     total = f(m, r + i)
     if opts["activation_rule"] == "shapley":
         rel = 0.5 * (f(m, r) - f0 + total - f(m, i))
+    elif opts["activation_rule"] == "marginal":
+        rel = total - f(m, i)
     else:
         rel = f(m, r) - f0
     return rel, total - rel
@@ -132,7 +132,7 @@ def _maxpool(m, r, i, opts):
 
 
 def _both(m, r, i, opts):
-    return _both_parts(m, r, i)
+    return m(r), m(i)
 
 
 def _identity(m, r, i, opts):
