@@ -87,3 +87,7 @@ def create_model(name: str, input_shape, num_classes: int, **kwargs: Any) -> nn.
     if not isinstance(model, nn.Module):
         raise UserError(f"model {name!r}: factory returned {type(model).__name__}, not an nn.Module")
     return model
+
+
+# Split models for feature_kl (Tao & Shokri): split-mlp, split-cnn register themselves on import.
+from . import models_split  # noqa: E402,F401

@@ -1,0 +1,19 @@
+"""Find-another-explanation (Ross, Hughes & Doshi-Velez, IJCAI 2017, §4.2): without annotations,
+train a sequence of models that are accurate for different reasons.
+
+Model 1 is trained as usual. Model k is trained with RRR (or another mask-reading method) whose
+per-example mask is the union of the previous models' largest input gradients on that training
+example, A_k = A_0 | B_1 | ... | B_{k-1},  B_j = { i : |d s_j(x)/dx_i| > threshold * max |d s_j(x)/dx| }
+(threshold 0.67 as in Ross et al.; A_0 = the data's own masks, usually empty). So each model is
+pushed off the features its predecessors relied on. On Toy Colors the first model learns the corner
+rule and the second the top-middle rule (see :mod:`.toy_colors_rules` for the diagnostics).
+
+This is a sequence of trainings, not one loss, so it is not a registered method: use
+:func:`find_another_explanation` or ``rightreasons find-another``.
+"""
+
+from .core import FindAnotherModel, find_another_explanation, save_find_another, top_gradient_masks
+from .toy_colors_rules import rule_report, toy_colors_conflict_set
+
+__all__ = ["FindAnotherModel", "find_another_explanation", "rule_report", "save_find_another",
+           "top_gradient_masks", "toy_colors_conflict_set"]
