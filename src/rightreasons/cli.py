@@ -219,6 +219,8 @@ cli.add_command(bench_command)
 cli.add_command(explain_command)
 from .sweep.cli import sweep_command  # noqa: E402
 cli.add_command(sweep_command)
+from .find_another.cli import find_another_command  # noqa: E402
+cli.add_command(find_another_command)
 
 
 def main(argv=None) -> int:
