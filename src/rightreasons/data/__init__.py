@@ -7,6 +7,7 @@ mask = 1 on the features to ignore.
 
 from __future__ import annotations
 
+from ..errors import UserError
 from ..registry import Registry
 from .dataset import DataSplits, ExplanationDataset
 
@@ -19,7 +20,16 @@ def register_dataset(name: str):
 
 
 def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
-    """Build the dataset registered as ``name`` (deterministic for a given ``seed`` and options)."""
+    """Build the dataset registered as ``name`` (deterministic for a given ``seed`` and options).
+    ``folder:PATH`` and ``csv:PATH`` load your own image folder or table (data/folder.py, data/table.py)."""
+    prefix, sep, path = name.partition(":")
+    if sep and prefix in ("folder", "csv"):
+        if not path:
+            raise UserError(f"dataset {name!r}: give a path after '{prefix}:'")
+        from .folder import load_folder
+        from .table import load_table
+
+        return (load_folder if prefix == "folder" else load_table)(path, seed=seed, **options)
     return DATASETS.get(name)(seed=seed, **options)
 
 

@@ -1,0 +1,207 @@
+"""Shared pieces of the user-data loaders (``folder:PATH`` and ``csv:PATH``): reading a CSV with row
+numbers, turning label and group cells into integers, option parsing, and the seeded stratified split.
+
+Row numbers are line numbers in the file as a spreadsheet shows them: the header is row 1, the first
+example row 2. Every error is a one-line :class:`DataError` naming the file, the row and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import zlib
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import DataError, UserError
+
+SPLIT_NAMES = ("train", "val", "test")
+#: fractions of each class sent to val and test when the data has no split column
+DEFAULT_VAL_FRACTION = 0.15
+DEFAULT_TEST_FRACTION = 0.15
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header (stripped names) and the rows as (row number, stripped cells); blank lines are skipped."""
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a {what}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    if "\x00" in text:
+        raise DataError(f"{path} row {text[:text.index(chr(0))].count(chr(10)) + 1}: NUL byte (binary file?)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    header: Optional[list[str]] = None
+    try:
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if header is None:
+                header = [c.strip() for c in cells]
+                continue
+            rows.append((reader.line_num, [c.strip() for c in cells]))
+    except csv.Error as exc:
+        raise DataError(f"{path} row {reader.line_num}: malformed CSV ({exc})") from None
+    if header is None:
+        raise DataError(f"{path}: empty file, expected a header row")
+    for i, name in enumerate(header):
+        if not name:
+            raise DataError(f"{path}: column {i + 1} of the header has no name")
+        if name in header[:i]:
+            raise DataError(f"{path}: column {name!r} appears twice in the header")
+    for row, cells in rows:
+        if len(cells) != len(header):
+            raise DataError(f"{path} row {row}: {len(cells)} fields, expected {len(header)} ({', '.join(header)})")
+    if not rows:
+        raise DataError(f"{path}: no examples (only a header)")
+    return header, rows
+
+
+def encode_labels(path: Path, rows: list[int], cells: list[str], column: str, classes=None,
+                  num_classes=None) -> tuple[np.ndarray, list[str]]:
+    """Integer labels and class names. Integer cells are used as they are (``num_classes`` bounds them);
+    names are numbered in sorted order, or in the order of ``classes`` if given."""
+    for row, cell in zip(rows, cells):
+        if cell == "":
+            raise DataError(f"{path} row {row}: missing {column}")
+    if classes is not None:
+        index = {name: i for i, name in enumerate(classes)}
+        for row, cell in zip(rows, cells):
+            if cell not in index:
+                raise DataError(f"{path} row {row}: {column} {cell!r} is not one of the classes {', '.join(classes)}")
+        return np.array([index[c] for c in cells], dtype=np.int64), list(classes)
+    is_int = [bool(_INT.match(c)) for c in cells]
+    if any(is_int) and not all(is_int):
+        first = is_int.index(True)
+        bad = is_int.index(False)
+        raise DataError(f"{path} row {rows[bad]}: {column} {cells[bad]!r} is not an integer, but row {rows[first]} "
+                        f"is ({cells[first]!r}); use class names or integers throughout")
+    if all(is_int):
+        values = [int(c) for c in cells]
+        for row, v in zip(rows, values):
+            if v < 0:
+                raise DataError(f"{path} row {row}: {column} {v} is negative")
+            if num_classes is not None and v >= num_classes:
+                raise DataError(f"{path} row {row}: {column} {v} out of range for num_classes={num_classes}")
+        n = num_classes if num_classes is not None else max(values) + 1
+        return np.array(values, dtype=np.int64), [str(i) for i in range(n)]
+    names = sorted(set(cells))
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[c] for c in cells], dtype=np.int64), names
+
+
+def encode_splits(path: Path, rows: list[int], cells: list[str], column: str) -> np.ndarray:
+    """Split cells (train / val / test) as indices into SPLIT_NAMES."""
+    out = []
+    for row, cell in zip(rows, cells):
+        value = cell.lower()
+        if value not in SPLIT_NAMES:
+            raise DataError(f"{path} row {row}: {column} {cell!r} is not one of train, val, test")
+        out.append(SPLIT_NAMES.index(value))
+    return np.array(out, dtype=np.int64)
+
+
+def split_generator(seed, source: str) -> np.random.Generator:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"{source}: seed must be a non-negative integer, got {seed!r}")
+    return np.random.default_rng([int(seed), zlib.crc32(source.encode())])
+
+
+def stratified_split(y: np.ndarray, rng: np.random.Generator, val_fraction: float, test_fraction: float,
+                     assign: Optional[np.ndarray] = None) -> np.ndarray:
+    """Split indices (0 train, 1 val, 2 test) per class: round(n_c * fraction) examples of class c go to
+    test and to val, drawn by ``rng``. With ``assign``, only entries equal to -1 are (re)assigned, and
+    fractions apply to them (used to carve val out of train when a split column has no val rows)."""
+    out = np.zeros(len(y), dtype=np.int64) if assign is None else assign.copy()
+    free = np.ones(len(y), dtype=bool) if assign is None else assign == -1
+    for c in np.unique(y[free]):
+        idx = np.flatnonzero(free & (y == c))
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(len(idx) * test_fraction))
+        n_val = int(round(len(idx) * val_fraction))
+        out[idx] = 0
+        out[idx[:n_test]] = 2
+        out[idx[n_test:n_test + n_val]] = 1
+    return out
+
+
+def resolve_splits(path: Path, y: np.ndarray, split: Optional[np.ndarray], rng: np.random.Generator,
+                   val_fraction: float, test_fraction: float) -> tuple[np.ndarray, str]:
+    """The split of every example and a description of how it was made. Without a split column the
+    split is seeded and stratified; with one lacking val rows, val is carved out of train (stratified)."""
+    if split is None:
+        out = stratified_split(y, rng, val_fraction, test_fraction)
+        how = f"seeded stratified split: {val_fraction:g} val, {test_fraction:g} test per class"
+    elif not (split == 1).any():
+        assign = np.where(split == 0, -1, split)
+        out = stratified_split(y, rng, val_fraction, 0.0, assign)
+        how = f"split column; no val rows, so {val_fraction:g} of each train class drawn (seeded) as val"
+    else:
+        out, how = split, "split column"
+    for i, name in enumerate(SPLIT_NAMES):
+        if not (out == i).any():
+            where = "the split column has no such rows" if split is not None else "too few examples"
+            raise DataError(f"{path}: the {name} split is empty ({where})")
+    return out, how
+
+
+# ------------------------------------------------------------------------------------------ options
+
+
+def parse_options(source: str, options: dict, defaults: dict) -> dict:
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise UserError(f"{source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
+    return {**defaults, **options}
+
+
+def option_bool(source: str, key: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise UserError(f"{source}: option {key} must be true or false, got {value!r}")
+
+
+def option_names(source: str, key: str, value) -> Optional[list[str]]:
+    """A list of names from ``"a,b,c"`` or a JSON list of strings (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        names = [v.strip() for v in value]
+    else:
+        raise UserError(f"{source}: option {key} must be comma-separated names, got {value!r}")
+    if not names or any(not n for n in names):
+        raise UserError(f"{source}: option {key} has an empty name in {value!r}")
+    if len(set(names)) != len(names):
+        raise UserError(f"{source}: option {key} names a column twice in {value!r}")
+    return names
+
+
+def option_fraction(source: str, key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < 1) or math.isnan(value):
+        raise UserError(f"{source}: option {key} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def option_count(source: str, key: str, value, allow_none: bool = True) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{source}: option {key} must be an integer >= 1, got {value!r}")
+    return value
