@@ -221,6 +221,9 @@ from .sweep.cli import sweep_command  # noqa: E402
 cli.add_command(sweep_command)
 from .find_another.cli import find_another_command  # noqa: E402
 cli.add_command(find_another_command)
+from .audit_cli import audit_command, example_command  # noqa: E402
+cli.add_command(audit_command)
+data.add_command(example_command)
 
 
 def main(argv=None) -> int:

@@ -27,7 +27,8 @@ _INT = re.compile(r"^[+-]?\d+$")
 
 
 def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header (stripped names) and the rows as (row number, stripped cells); blank lines are skipped."""
+    """The header (stripped names) and the rows as (row number, stripped cells); blank lines are skipped
+    (a line of empty cells such as ``,,`` is a row)."""
     try:
         raw = path.read_bytes()
     except IsADirectoryError:
@@ -45,7 +46,7 @@ def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[
     header: Optional[list[str]] = None
     try:
         for cells in reader:
-            if not any(c.strip() for c in cells):
+            if len(cells) <= 1 and not "".join(cells).strip():
                 continue
             if header is None:
                 header = [c.strip() for c in cells]
