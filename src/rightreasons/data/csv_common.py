@@ -108,7 +108,7 @@ def encode_splits(path: Path, rows: list[int], cells: list[str], column: str) ->
     for row, cell in zip(rows, cells):
         value = cell.lower()
         if value not in SPLIT_NAMES:
-            raise DataError(f"{path} row {row}: {column} {cell!r} is not one of train, val, test")
+            raise DataError(f"{path} row {row}: {column} value {cell!r} is not one of train, val, test")
         out.append(SPLIT_NAMES.index(value))
     return np.array(out, dtype=np.int64)
 

@@ -140,12 +140,12 @@ def load_table(path: str | Path, seed: int = 0, **options) -> DataSplits:
 
     row_numbers = [r for r, _ in rows]
     cell = {name: [cells[header.index(name)] for _, cells in rows] for name in header}
-    y, class_names = encode_labels(path, row_numbers, cell[label_col], f"label {label_col!r}", classes, num_classes)
+    y, class_names = encode_labels(path, row_numbers, cell[label_col], f"label (column {label_col!r})", classes, num_classes)
     if group_col is not None:
-        group, group_names = encode_labels(path, row_numbers, cell[group_col], f"group {group_col!r}")
+        group, group_names = encode_labels(path, row_numbers, cell[group_col], f"group (column {group_col!r})")
     else:
         group, group_names = y.copy(), class_names
-    splits = encode_splits(path, row_numbers, cell[split_col], f"split {split_col!r}") if split_col else None
+    splits = encode_splits(path, row_numbers, cell[split_col], f"split (column {split_col!r})") if split_col else None
     x = np.array([[_number(path, row, f, cell[f][i]) for f in features] for i, row in enumerate(row_numbers)],
                  dtype=np.float64)
 
