@@ -149,6 +149,20 @@ def test_plan_and_method_sets(tmp_path):
     assert [s.name for s in specs] == RUNS
     assert specs[2].config.params["lam"] == 3.0 and specs[2].config.params["target"] == "log_prob_sum"
     assert all(bench.run_state(s) == "todo" for s in specs)
+    if "feature_kl" in METHODS.names():  # needs a split model: trained on the split version of the model
+        (spec,) = bench.plan_runs(tmp_path, ["decoy-mnist"], ["feature_kl"], [0], TrainConfig(epochs=1))
+        assert spec.config.model == "split-mlp"
+
+
+def test_a_failing_run_is_reported_and_its_other_seeds_skipped(tmp_path, capsys):
+    out = tmp_path / "b"
+    argv = ["bench", "--data", "toy-colors", "--methods", "erm", "--seeds", "2", "--data-option", "n_train=-1",
+            "--out", str(out), "--threads", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "FAILED toy-colors-erm-seed0" in err and "n_train" in err
+    assert err.strip().splitlines()[-1].startswith("error: 2 run(s) failed")
+    assert not (out / "runs" / "toy-colors-erm-seed1").exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -67,6 +67,7 @@ def plan_runs(out: str | Path, datasets: Sequence[str], methods: Sequence[str], 
         for method in methods:
             for seed in seeds:
                 config = base.replace(data=data, method=method, seed=int(seed), threads=threads,
+                                      model=model_for(method, base.model),
                                       params=dict(params.get(method, {})),
                                       data_options={**base.data_options, **data_options.get(data, {})})
                 config.validate()
@@ -142,10 +143,9 @@ def _last_line(path: Path) -> str:
 def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
               log: Optional[Callable[[str], None]] = None,
               on_finish: Optional[Callable[[RunSpec], None]] = None) -> dict:
-    """Run every unfinished spec, ``jobs`` at a time. Returns counts and the failed runs.
-
-    A user error in a run (exit code 2: the same for every run) stops the benchmark with that message;
-    other failures are reported and the remaining runs go on."""
+    """Run every unfinished spec, ``jobs`` at a time. Returns counts and the failed runs (a failed run
+    is reported and the others go on; after a user error, exit code 2, the remaining seeds of that
+    dataset and method are skipped, as they would fail alike)."""
     log = log or (lambda line: None)
     states = {s.name: run_state(s) for s in specs}
     conflicts = [s for s in specs if states[s.name] == "conflict"]
@@ -173,11 +173,14 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                 fh.close()
                 done += 1
                 seconds = time.perf_counter() - started
-                if proc.returncode == 2:
-                    raise UserError(f"{spec.name}: {_last_line(spec.dir / 'train.log').removeprefix('error: ')}")
                 if proc.returncode != 0 or run_state(spec) != "finished":
-                    failed.append((spec.name, _last_line(spec.dir / "train.log")))
-                    log(f"FAILED {spec.name} (exit {proc.returncode}): see {spec.dir / 'train.log'}")
+                    why = _last_line(spec.dir / "train.log").removeprefix("error: ")
+                    failed.append((spec.name, why))
+                    log(f"FAILED {spec.name} (exit {proc.returncode}): {why} [{spec.dir / 'train.log'}]")
+                    if proc.returncode == 2:  # a user error: the other seeds of this pair would fail alike
+                        same = [q for q in queue if (q.config.data, q.config.method) == (spec.config.data, spec.config.method)]
+                        queue = [q for q in queue if q not in same]
+                        failed += [(q.name, f"skipped after {spec.name} failed") for q in same]
                     continue
                 durations.append(seconds)
                 left = len(queue) + len(active)
@@ -196,6 +199,20 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                 proc.wait()
             fh.close()
     return {"planned": len(specs), "ran": len(todo) - len(failed), "reused": len(specs) - len(todo), "failed": failed}
+
+
+#: models that methods needing Tao & Shokri's split-model protocol are trained on instead
+SPLIT_MODELS = {"mlp": "split-mlp", "cnn": "split-cnn"}
+
+
+def model_for(method: str, model: str) -> str:
+    """The model a method is benchmarked on: ``model``, or its split version for methods that need a
+    split model (``needs_split_model`` on the class; feature_kl)."""
+    from ..methods import METHODS
+
+    cls = METHODS.get(method)
+    needs = getattr(cls, "needs_split_model", method == "feature_kl")
+    return SPLIT_MODELS.get(model, model) if needs else model
 
 
 def _brief(run_dir: Path) -> str:

@@ -3,8 +3,8 @@
 Trains as the config says, then writes the run directory with ``save_run`` (metrics.json last, so a
 run is finished exactly when metrics.json exists). metrics.json gains ``wall_seconds`` (data loading,
 training and evaluation) and ``peak_memory_mb`` (this process's peak resident set size, so one run's
-memory never hides another's). Exit codes: 0 done, 2 user error (same for every run: the harness
-stops), 3 non-finite loss (this run failed), 1 a bug.
+memory never hides another's). Exit codes: 0 done, 2 user error (the other seeds of this
+dataset and method would fail alike), 3 non-finite loss, 1 a bug.
 """
 
 from __future__ import annotations
