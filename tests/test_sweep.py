@@ -164,7 +164,7 @@ def test_tiny_sweep_writes_a_best_config_train_accepts(tmp_path, idx_dir, space_
     config = json.loads((out / "best_config.json").read_text())
     assert config["params"]["lam"] == pytest.approx(float(best["params.lam"]))
     assert config["lr"] == pytest.approx(float(best["lr"]))
-    assert config["data_options"]["val"] == "decorrelated" and config["epochs"] == 1
+    assert config["data_options"]["val"] == "decorrelated" and config["epochs"] == 1 and config["threads"] is None
     assert float(best["value"]) >= float(rows[0]["value"])
 
     assert main(["train", "--config", str(out / "best_config.json"), "--out", str(tmp_path / "run"), "--quiet"]) == 0

@@ -49,14 +49,15 @@ def trials_csv(study, keys: list[str]) -> str:
 
 
 def write_outputs(study, out: Path, keys: list[str]):
-    """trials.csv always; best_config.json once a trial has completed. Returns the best trial."""
+    """trials.csv always; best_config.json once a trial has completed (``threads`` reset to null: it
+    belongs to the machine that trains, not to the configuration). Returns the best trial."""
     from ..files import atomic_write_json, atomic_write_text
     from .study import best_trial
 
     atomic_write_text(out / "trials.csv", trials_csv(study, keys))
     best = best_trial(study)
     if best is not None:
-        atomic_write_json(out / "best_config.json", best.user_attrs["config"])
+        atomic_write_json(out / "best_config.json", {**best.user_attrs["config"], "threads": None})
     return best
 
 

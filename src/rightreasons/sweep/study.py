@@ -101,7 +101,8 @@ def _storage(optuna, url: str):
         except ImportError as exc:
             raise UserError(f"--storage {url}: needs a database driver ({exc})") from None
         except Exception as exc:  # noqa: BLE001  (sqlalchemy errors: bad URL, unreachable server)
-            if attempt == 4 or "already exists" not in str(exc) and "locked" not in str(exc):
+            racing = any(text in str(exc) for text in ("already exists", "locked", "UNIQUE constraint"))
+            if attempt == 4 or not racing:
                 raise UserError(f"--storage {url}: cannot open ({str(exc).splitlines()[0]})") from None
             time.sleep(0.2 * (attempt + 1))
 
@@ -112,11 +113,11 @@ def fingerprint(base: TrainConfig, space: list[Dimension]) -> dict:
     return {"objective": OBJECTIVE, "config": config, "space": {d.key: d.to_dict() for d in space}}
 
 
-def open_study(url: str, name: str, expected: dict, sampler_seed: Optional[int] = None):
+def open_study(url: str, name: str, expected: dict, sampler_seed: Optional[int] = None, storage=None):
     """Create the study, or join it if it exists (refusing one made for another config or space)."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = _storage(optuna, url)
+    storage = storage if storage is not None else _storage(optuna, url)
     sampler = optuna.samplers.TPESampler(seed=sampler_seed)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
                                 load_if_exists=True)
@@ -150,13 +151,14 @@ def run_sweep(base: TrainConfig, space: list[Dimension], trials: int, storage: s
         raise UserError(f"--trials must be >= 1, got {trials}")
     base = resolved_config(base)
     check_space(space, base)  # names, types and bounds, before any data is loaded
+    db = _storage(optuna, storage)  # a bad URL fails before the data loads
     base, data, note = sweep_data(base)
     if log is not None:
         log(note)
     if len(data.val) == 0:
         raise UserError(f"{base.data}: the validation split is empty; a sweep needs one")
     baseline = check_space(space, base)
-    study = open_study(storage, study_name, fingerprint(base, space), sampler_seed)
+    study = open_study(storage, study_name, fingerprint(base, space), sampler_seed, db)
     study.enqueue_trial(baseline, user_attrs={"baseline": True}, skip_if_exists=True)
     callbacks = [on_trial] if on_trial is not None else []
     study.optimize(Objective(base, space, data), n_trials=trials, catch=(NonFiniteLossError,),
