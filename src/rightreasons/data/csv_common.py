@@ -24,6 +24,8 @@ SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_VAL_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15
 _INT = re.compile(r"^[+-]?\d+$")
+#: integer labels or groups above this are refused (a typo, not a class)
+MAX_CLASSES = 100_000
 
 
 def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -73,6 +75,8 @@ def encode_labels(path: Path, rows: list[int], cells: list[str], column: str, cl
                   num_classes=None) -> tuple[np.ndarray, list[str]]:
     """Integer labels and class names. Integer cells are used as they are (``num_classes`` bounds them);
     names are numbered in sorted order, or in the order of ``classes`` if given."""
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise UserError(f"{path}: num_classes={num_classes} is too large (at most {MAX_CLASSES})")
     for row, cell in zip(rows, cells):
         if cell == "":
             raise DataError(f"{path} row {row}: missing {column}")
@@ -93,6 +97,8 @@ def encode_labels(path: Path, rows: list[int], cells: list[str], column: str, cl
         for row, v in zip(rows, values):
             if v < 0:
                 raise DataError(f"{path} row {row}: {column} {v} is negative")
+            if v >= MAX_CLASSES:
+                raise DataError(f"{path} row {row}: {column} {v} is too large (integer labels must be < {MAX_CLASSES})")
             if num_classes is not None and v >= num_classes:
                 raise DataError(f"{path} row {row}: {column} {v} out of range for num_classes={num_classes}")
         n = num_classes if num_classes is not None else max(values) + 1

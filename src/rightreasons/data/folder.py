@@ -45,6 +45,7 @@ COLUMNS = ("file", "label", "group", "split", "mask")
 LABELS_FILE = "labels.csv"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 NEAR_BLACK, NEAR_WHITE = 25, 230
+MAX_PIXELS = 50_000_000
 DEFAULTS = {"size": None, "channels": 3, "normalize": "none", "mask_invert": False, "mask_threshold": None,
             "classes": None, "num_classes": None, "val_fraction": DEFAULT_VAL_FRACTION,
             "test_fraction": DEFAULT_TEST_FRACTION}
@@ -100,12 +101,16 @@ def read_image(path: Path, where: str, mode: str) -> np.ndarray:
         raise DataError(f"{where}: no such file")
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise DataError(f"{where}: image is {im.height}x{im.width}, more than {MAX_PIXELS} pixels")
             im.load()
             if im.mode.startswith(("I", "F")):  # 16-bit or float images: scale to 8 bits
                 arr = np.asarray(im, dtype=np.float64)
                 arr = arr / 257 if arr.max() > 255 else arr
                 im = Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8))
             out = np.asarray(im.convert(mode), dtype=np.uint8)
+    except DataError:
+        raise
     except Image.DecompressionBombError:
         raise DataError(f"{where}: image too large (decompression bomb guard)") from None
     except Exception as exc:  # Pillow raises many types on corrupt input; all mean "unreadable"
