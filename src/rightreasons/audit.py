@@ -72,8 +72,11 @@ def summary(r: dict) -> str:
              f"predictions (accuracy {r['annotated_accuracy']:.2f} -> {r['randomised_accuracy']:.2f})",
              f"attacking only them (masked PGD, eps {r['eps']:g}) takes accuracy from {r['annotated_accuracy']:.2f} "
              f"to {r['masked_pgd_accuracy']:.2f}"]
-    if r["ibp_certified_accuracy"] is not None:
-        parts.append(f"IBP certifies {r['ibp_certified_accuracy']:.2f} over that box")
+    certified = r["ibp_certified_accuracy"]
+    if certified is not None and certified >= 0.005:
+        parts.append(f"IBP certifies {certified:.2f} over that box")
+    elif certified is not None:
+        parts.append("IBP certifies none (its bounds are loose unless the model was trained with them)")
     share = r["mask_gradient_share"]
     if share is not None and not math.isnan(share):
         parts.append(f"{share:.0%} of the input-gradient mass is inside the mask, which covers "
