@@ -165,7 +165,7 @@ def list_command():
     from .methods import METHODS
     from .models import MODELS
 
-    click.echo("datasets: " + ", ".join(DATASETS.names()))
+    click.echo("datasets: " + ", ".join(DATASETS.names()) + "  (or folder:PATH, csv:PATH for your own data)")
     click.echo("models:   " + ", ".join(MODELS.names()) + "  (or package.module:factory)")
     click.echo("methods:")
     for name in METHODS.names():
