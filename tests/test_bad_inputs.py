@@ -421,8 +421,10 @@ def cli_env(tmp_path_factory):
     """A real (tiny) run trained on a table, shared by the audit cases, and the bad inputs."""
     tmp = tmp_path_factory.mktemp("cli")
     table = make_table(tmp / "data.csv", n=40)
-    assert main(["train", "--data", f"csv:{table}", "--data-option", "mask_columns=b", "--method", "erm", "--epochs",
-                 "1", "--out", str(tmp / "run"), "--quiet"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")  # fast on a crowded machine
+        assert main(["train", "--data", f"csv:{table}", "--data-option", "mask_columns=b", "--method", "erm",
+                     "--epochs", "1", "--out", str(tmp / "run"), "--quiet"]) == 0
     return tmp, _cli_cases(tmp, tmp / "run")
 
 

@@ -120,7 +120,8 @@ def test_rows_without_mask_are_unannotated_and_jpeg_images_load(tmp_path):
     assert abs(float(data.train.x[1].mean()) - 120 / 255) < 0.02
 
 
-def test_cli_trains_on_a_folder_and_evaluates_it(tmp_path, patches, capsys):
+def test_cli_trains_on_a_folder_and_evaluates_it(tmp_path, patches, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # fast on a crowded machine
     out = tmp_path / "run"
     assert main(["train", "--data", f"folder:{patches}", "--data-option", "size=8", "--method", "rrr", "--model", "mlp",
                  "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]) == 0

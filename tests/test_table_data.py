@@ -74,7 +74,8 @@ def test_label_column_with_names(tmp_path):
     assert data.info["classes"] == ["ham", "spam"] and data.input_shape == (2,)
 
 
-def test_cli_trains_on_a_table(tmp_path, table, capsys):
+def test_cli_trains_on_a_table(tmp_path, table, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # fast on a crowded machine
     out = tmp_path / "run"
     assert main(["train", "--data", f"csv:{table}", "--data-option", "mask_columns=b", "--method", "rrr",
                  "--epochs", "2", "--batch-size", "8", "--out", str(out), "--quiet"]) == 0
