@@ -135,3 +135,35 @@ def test_group_dro_beats_erm_worst_group_on_a_minority_group_problem():
         worst[name] = evaluate(model, data.test, mask_share=False)["worst_group_accuracy"]
     assert worst["group_dro"] > worst["erm"] + 0.1, worst
     assert not math.isnan(worst["erm"])
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_from_a_checkpoint_is_exact(tmp_path):
+    """q and the group counts are checkpointed: 4 epochs straight == 2 epochs, stop, resume to 4."""
+    from rightreasons.train.run import build_model
+
+    data = _minority_splits()
+    config = TrainConfig(method="group_dro", epochs=4, batch_size=200, seed=3, params={"step_size": 0.1}, threads=1)
+
+    def fresh():
+        return build_model(config, data.input_shape, data.num_classes), create_method("group_dro", step_size=0.1)
+
+    model, method = fresh()
+    straight = fit(model, method, data, config)
+
+    def stop(line):
+        if line.startswith("epoch 2/"):
+            raise _Interrupt(line)
+
+    model2, method2 = fresh()
+    with pytest.raises(_Interrupt):
+        fit(model2, method2, data, config, checkpoint_dir=tmp_path / "ckpt", log=stop)
+    model3, method3 = fresh()
+    resumed = fit(model3, method3, data, config, checkpoint_dir=tmp_path / "ckpt", resume=True)
+    for p, q in zip(model.parameters(), model3.parameters()):
+        assert torch.equal(p, q)
+    assert method3.state_dict() == method.state_dict()
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]

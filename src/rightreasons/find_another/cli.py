@@ -20,12 +20,13 @@ import click
 @click.option("--seed", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
+@click.option("--threads", type=click.IntRange(min=1), help="Torch threads (default: every core this process may use).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Method hyperparameter (repeatable).")
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable).")
 @click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE", help="Model option (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace runs already in --out.")
 @click.option("--quiet", is_flag=True, help="No per-epoch log or progress bar.")
-def find_another_command(data, n_models, out, threshold, method, model, epochs, seed, batch_size, lr, params,
+def find_another_command(data, n_models, out, threshold, method, model, epochs, seed, batch_size, lr, threads, params,
                          data_options, model_options, overwrite, quiet):
     """Find-another-explanation (Ross et al. 2017): train models in turn, each penalised (RRR) on the
     previous models' largest input gradients; write OUT/model-K run directories and OUT/report.json.
@@ -36,7 +37,8 @@ def find_another_command(data, n_models, out, threshold, method, model, epochs, 
     from .core import find_another_explanation, save_find_another, write_summary
     from .toy_colors_rules import rule_report
 
-    changes = {k: v for k, v in dict(model=model, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr).items()
+    changes = {k: v for k, v in dict(model=model, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
+                                             threads=threads).items()
                if v is not None}
     config = TrainConfig(data=data, method=method, **changes,
                          params=parse_assignments(params, "--param"),
@@ -66,13 +68,15 @@ def find_another_command(data, n_models, out, threshold, method, model, epochs, 
     from rich.table import Table
 
     table = Table(title=f"find-another on {data} ({method}, threshold {threshold}): test split")
-    columns = ["model", "accuracy", "penalised_fraction", "train_seconds"]
+    columns = {"model": "model", "accuracy": "acc", "penalised_fraction": "masked", "train_seconds": "s"}
     if data == "toy-colors":
-        columns[2:2] = ["rule", "corners_rule_accuracy", "top_middle_rule_accuracy", "corners_gradient_share",
-                        "top_middle_gradient_share"]
-    for col in columns:
-        table.add_column(col.replace("_", " "), justify="left" if col in ("model", "rule") else "right")
+        columns = {"model": "model", "accuracy": "acc", "rule": "rule", "corners_rule_accuracy": "corner acc",
+                   "top_middle_rule_accuracy": "top acc", "corners_gradient_share": "corner grad",
+                   "top_middle_gradient_share": "top grad", "penalised_fraction": "masked",
+                   "train_seconds": "s"}
+    for key, label in columns.items():
+        table.add_column(label, justify="left" if key in ("model", "rule") else "right")
     for row in rows:
-        table.add_row(*[_fmt(row[c]) if c != "train_seconds" else f"{row[c]:.1f}" for c in columns])
+        table.add_row(*[_fmt(row[c]) if c != "train_seconds" else f"{row[c]:.0f}" for c in columns])
     _console().print(table)
     click.echo(f"wrote {', '.join(r['dir'] for r in rows)} and {out / 'report.json'}")

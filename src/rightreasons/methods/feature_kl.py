@@ -42,8 +42,10 @@ Parameters: ``lam`` (1000.0) weight of the KL term; ``update`` ("mapping_and_fea
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
+from ..errors import UserError
 from ..models_split import split_model
 from .base import LossOutput, Method
 from .registry import register_method
@@ -77,6 +79,9 @@ class FeatureKL(Method):
     standalone = True  # needs a split model; mask = 0 on annotated examples is not ERM (see module docstring)
 
     def loss(self, model, batch, ctx):
+        if self.schedule == "alternate" and dist.is_available() and dist.is_initialized():
+            raise UserError("method 'feature_kl': schedule='alternate' leaves parameters without gradients, "
+                            "which DistributedDataParallel refuses; use schedule='joint'")
         features, mapping, classify = split_model(model)
         h = features(batch.x)
         logits = classify(mapping(h))
