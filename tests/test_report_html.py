@@ -2,6 +2,7 @@
 image decoded. The browser part needs Debian's `chromium` package (skipped, saying so, without it)."""
 
 import re
+import os
 import shutil
 import subprocess
 
@@ -74,6 +75,8 @@ def test_page_is_self_contained(report):
 def test_renders_in_headless_chromium(report, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
+        if os.environ.get("CI"):  # .ci/run installs chromium: never let CI go green without the browser
+            pytest.fail("chromium not found on PATH in CI (Debian: apt-get install -y chromium)")
         print("chromium not found on PATH: install Debian's `chromium` package to run this test")
         pytest.skip("chromium not found on PATH (Debian: apt-get install -y chromium)")
     probed = tmp_path / "probed.html"
