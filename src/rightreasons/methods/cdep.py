@@ -20,8 +20,9 @@ part) the model still routes the swatch through interactions (|rel| ~ 0.003 whil
 moves the logits by ~19; worst-group 0.24). The ``marginal`` rule charges interactions to the masked
 region, and with ``bias_rule="irrelevant"`` the irrelevant part is the network applied to x * (1 - m)
 (for networks without max pooling), so rel is the effect of removing the masked region. That
-combination reaches the target (see the project notes for the numbers). Rieger et al.'s exact
-configuration is ``score=softmax activation_rule=cd bias_rule=proportional``.
+combination (the defaults, lam 3) reaches test accuracy 0.971, worst-group 0.953 (seed 1: 0.973 / 0.961;
+lam 1: 0.968 / 0.946, lam 10: 0.967 / 0.947; clean-MNIST ERM with this MLP: 0.971 / 0.958). Rieger et
+al.'s exact configuration is ``score=softmax activation_rule=cd bias_rule=proportional``.
 
 Examples without an annotation, or whose mask is empty, contribute nothing and the penalty is averaged
 over the annotated examples only. CD is computed on the eval-mode function (dropout off, batch norm on
