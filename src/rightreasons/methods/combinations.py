@@ -5,7 +5,14 @@ first part sets the clean-CE weight, so IBP-Ex's kappa schedule applies).
     pgd_ex+rrr:  CE + alpha * CE(x_adv) + lam * ||m * grad_x s(f(x))||^2
     ibp_ex+rrr:  kappa * CE + (1 - kappa) * CE(z_worst) + lam * ||m * grad_x s(f(x))||^2
 
-Hyperparameters are the union of the parts' (see pgd_ex.py, ibp_ex.py, rrr.py).
+Hyperparameters are the union of the parts' (see pgd_ex.py, ibp_ex.py, rrr.py). Only the defaults of
+the robust part's radius differ from the parts alone: with RRR flattening the masked region locally,
+the box need not span the whole data range, and a box that does (eps = 1 on [0, 1] inputs) contains
+images a mask as large as half the image cannot be invariant to (a second digit drawn into the masked
+half). Measured on the 784-50-30-10 MLP, 30 epochs, seed 0 (test accuracy / worst-group):
+
+    ibp_ex+rrr  eps 0.05 clipped to [0, 1]:  decoy-mnist 0.971 / 0.956, decoy-mnist-half 0.934 / 0.897
+                eps 1 (ibp_ex's default):     decoy-mnist 0.971 / 0.957, decoy-mnist-half 0.209 / 0.000
 """
 
 from .combined import combine
@@ -15,3 +22,4 @@ from .rrr import RRR
 
 PgdExRRR = combine(PgdEx, RRR)
 IbpExRRR = combine(IbpEx, RRR)
+IbpExRRR.defaults = {**IbpExRRR.defaults, "eps": 0.05, "clip_min": 0.0, "clip_max": 1.0}
