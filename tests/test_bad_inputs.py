@@ -209,6 +209,18 @@ def f_fractions(t):
     return f"folder:{_folder(t)}", {"val_fraction": 0.5, "test_fraction": 0.5}
 
 
+def f_header_line_break(t):
+    r = _folder(t)
+    _edit(r / "labels.csv", "file,label", 'file,"la\nbel"')
+    return f"folder:{r}", {}
+
+
+def f_file_name_line_break(t):
+    r = _folder(t)
+    set_row(r, 2, "file", '"img/0\n00.png"')
+    return f"folder:{r}", {}
+
+
 def _table(t, **kw):
     return make_table(t / "data.csv", n=40, **kw)
 
@@ -340,6 +352,8 @@ CASES = [
     (f_nul_byte, "labels.csv row 2: NUL byte (binary file?)"),
     (f_missing_file_cell, "labels.csv row 6: missing file"),
     (f_duplicate_column, "labels.csv: column 'label' appears twice in the header"),
+    (f_header_line_break, "labels.csv: column 2 of the header, 'la\\nbel', contains a line break or control character"),
+    (f_file_name_line_break, "img/0\\n00.png (labels.csv row 3): no such file"),
     (f_fractions, "val_fraction + test_fraction must be < 1, got 1"),
     (t_nan, "data.csv row 3, column 'b': NaN (impute or drop missing values first)"),
     (t_empty_cell, "data.csv row 3, column 'a': empty cell (impute or drop missing values first)"),

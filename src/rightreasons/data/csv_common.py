@@ -8,6 +8,7 @@ example row 2. Every error is a one-line :class:`DataError` naming the file, the
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import re
@@ -26,6 +27,24 @@ DEFAULT_TEST_FRACTION = 0.15
 _INT = re.compile(r"^[+-]?\d+$")
 #: integer labels or groups above this are refused (a typo, not a class)
 MAX_CLASSES = 100_000
+
+
+def one_line_errors(loader):
+    """Decorator: a UserError from ``loader`` whose message holds a line break or control character (from
+    a file name or cell quoted into it) is re-raised with those characters escaped, so it stays one line."""
+
+    @functools.wraps(loader)
+    def wrapper(*args, **kwargs):
+        try:
+            return loader(*args, **kwargs)
+        except UserError as exc:
+            message = str(exc)
+            if message.isprintable():
+                raise
+            escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+            raise type(exc)(escaped) from None
+
+    return wrapper
 
 
 def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -61,6 +80,8 @@ def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[
     for i, name in enumerate(header):
         if not name:
             raise DataError(f"{path}: column {i + 1} of the header has no name")
+        if not name.isprintable():
+            raise DataError(f"{path}: column {i + 1} of the header, {name!r}, contains a line break or control character")
         if name in header[:i]:
             raise DataError(f"{path}: column {name!r} appears twice in the header")
     for row, cells in rows:

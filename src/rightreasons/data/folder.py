@@ -37,8 +37,8 @@ import torch
 
 from ..errors import DataError, UserError
 from .csv_common import (DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SPLIT_NAMES, encode_labels, encode_splits,
-                         option_bool, option_count, option_fraction, option_names, parse_options, read_csv,
-                         resolve_splits, split_generator)
+                         one_line_errors, option_bool, option_count, option_fraction, option_names, parse_options,
+                         read_csv, resolve_splits, split_generator)
 from .dataset import DataSplits, ExplanationDataset
 
 COLUMNS = ("file", "label", "group", "split", "mask")
@@ -147,6 +147,7 @@ def _mask(path: Path, where: str, image_hw, opts) -> np.ndarray:
     return ~out if opts["mask_invert"] else out
 
 
+@one_line_errors
 def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
     """An image folder with ``labels.csv`` (see the module docstring) as train / val / test splits."""
     root = Path(path)

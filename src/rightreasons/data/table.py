@@ -33,8 +33,8 @@ import torch
 
 from ..errors import DataError, UserError
 from .csv_common import (DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SPLIT_NAMES, encode_labels, encode_splits,
-                         option_bool, option_count, option_fraction, option_names, parse_options, read_csv,
-                         resolve_splits, split_generator)
+                         one_line_errors, option_bool, option_count, option_fraction, option_names, parse_options,
+                         read_csv, resolve_splits, split_generator)
 from .dataset import DataSplits, ExplanationDataset
 
 DEFAULTS = {"label": "label", "group": None, "split": None, "features": None, "mask_columns": None,
@@ -96,6 +96,7 @@ def _mask_file(path: Path, features: list[str], n_rows: int) -> tuple[np.ndarray
     return mask, has
 
 
+@one_line_errors
 def load_table(path: str | Path, seed: int = 0, **options) -> DataSplits:
     """A CSV table (see the module docstring) as train / val / test splits of (N, F) features."""
     path = Path(path)
