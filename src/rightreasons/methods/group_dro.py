@@ -20,9 +20,14 @@ Each :meth:`loss` call updates q (it is the online algorithm): call it once per 
 DistributedDataParallel the group losses of all processes are summed for the update, so q stays equal
 on every process.
 
-On Decoy-MNIST the useful groups are label x swatch shade: ``--data-option groups=label_shade``
-(group = 10 * label + shade digit). Note that in the training split of Ross's variant the shade always
-equals the label, so those groups coincide with the labels there (see docs/methods.md).
+On Decoy-MNIST the groups to use are label x swatch shade: ``--data-option groups=label_shade``
+(group = 10 * label + shade digit). But in the training split of every decoy variant the shade always
+equals the label, so the training groups are just the labels and Group DRO only reweights classes; it
+cannot see, let alone up-weight, the shortcut-breaking groups. Measured (decoy-mnist, groups=label_shade,
+mlp, seed 0, defaults): test accuracy 0.450, worst-group 0.163 over labels (ERM 0.175), 0.000 over
+the 100 label x shade test groups. Group DRO needs minority groups in the training data: on a
+synthetic problem with a 95%-correlated shortcut it lifts worst-group accuracy from 0.03 (ERM) to 0.83
+(tests/test_group_dro.py).
 
 Parameters: ``step_size`` (0.01) the exponentiated-gradient step eta_q; ``adjustment`` (0.0) C;
 ``num_groups`` (0 = grow with the group ids seen).
