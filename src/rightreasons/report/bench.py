@@ -174,7 +174,9 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                 done += 1
                 seconds = time.perf_counter() - started
                 if proc.returncode != 0 or run_state(spec) != "finished":
-                    why = _last_line(spec.dir / "train.log").removeprefix("error: ")
+                    why = _last_line(spec.dir / "train.log").removeprefix("error: ") if proc.returncode else (
+                        "trained, but with a config other than the planned one (did the method's defaults change "
+                        "while the benchmark ran?); run the benchmark again with --overwrite to redo it")
                     failed.append((spec.name, why))
                     log(f"FAILED {spec.name} (exit {proc.returncode}): {why} [{spec.dir / 'train.log'}]")
                     if proc.returncode == 2:  # a user error: the other seeds of this pair would fail alike

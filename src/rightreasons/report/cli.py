@@ -96,7 +96,7 @@ def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, 
                        + [f"--{k.replace('_', '-')} {v}" for k, v in dict(model=model, epochs=epochs,
                           batch_size=batch_size, lr=lr).items() if v is not None]
                        + [f"--param {p}" for p in params] + [f"--data-option {o}" for o in data_options]
-                       + [f"--out {out}"])
+                       + [f"--jobs {jobs} --threads {threads}", f"--out {out}"])
     out_dir = bench.prepare_out(out, {"command": command, "runs": [s.name for s in specs]})
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
 
