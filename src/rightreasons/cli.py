@@ -34,6 +34,20 @@ def parse_assignments(items: tuple[str, ...], option: str) -> dict:
     return out
 
 
+def apply_flags(config, changes: dict, params: tuple, data_options: tuple, model_options: tuple):
+    """Command-line flags over a base config: fields given (not None) replace it, KEY=VALUE options are
+    merged in, and a new method drops the old method's hyperparameters."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "method" in changes and changes["method"] != config.method:
+        changes["params"] = {}  # another method's hyperparameters do not carry over
+    config = config.replace(**changes)
+    config = config.replace(params={**config.params, **parse_assignments(params, "--param")},
+                            data_options={**config.data_options, **parse_assignments(data_options, "--data-option")},
+                            model_options={**config.model_options, **parse_assignments(model_options, "--model-option")})
+    config.validate()
+    return config
+
+
 def _console():
     from rich.console import Console
 
@@ -84,15 +98,9 @@ def train(data, method, out, model, epochs, seed, batch_size, lr, select, params
         config = TrainConfig.from_dict(read_meta(latest)["config"], where=str(latest))
     else:
         config = TrainConfig.load(config_file) if config_file else TrainConfig()
-    changes = {k: v for k, v in dict(data=data, method=method, model=model, epochs=epochs, seed=seed,
-                                       batch_size=batch_size, lr=lr, select=select).items() if v is not None}
-    if method is not None and method != config.method:
-        changes["params"] = {}  # another method's hyperparameters do not carry over
-    config = config.replace(**changes)
-    config = config.replace(params={**config.params, **parse_assignments(params, "--param")},
-                            data_options={**config.data_options, **parse_assignments(data_options, "--data-option")},
-                            model_options={**config.model_options, **parse_assignments(model_options, "--model-option")})
-    config.validate()
+    config = apply_flags(config, dict(data=data, method=method, model=model, epochs=epochs, seed=seed,
+                                      batch_size=batch_size, lr=lr, select=select),
+                         params, data_options, model_options)
     config = resolved_config(config)
     from .train import distributed
 

@@ -22,19 +22,11 @@ CSV_ATTRS = ("val_worst_group_accuracy", "val_accuracy", "seconds", "selected_ep
 
 def base_config(config_file, changes: dict, params, data_options, model_options):
     """The sweep's base config, built like ``train`` builds its config."""
-    from ..cli import parse_assignments
+    from ..cli import apply_flags
     from ..train.config import TrainConfig
 
     config = TrainConfig.load(config_file) if config_file else TrainConfig()
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if "method" in changes and changes["method"] != config.method:
-        changes["params"] = {}  # another method's hyperparameters do not carry over
-    config = config.replace(**changes)
-    config = config.replace(params={**config.params, **parse_assignments(params, "--param")},
-                            data_options={**config.data_options, **parse_assignments(data_options, "--data-option")},
-                            model_options={**config.model_options, **parse_assignments(model_options, "--model-option")})
-    config.validate()
-    return config
+    return apply_flags(config, changes, params, data_options, model_options)
 
 
 def trials_csv(study, keys: list[str]) -> str:
