@@ -189,3 +189,20 @@ def test_refuses_a_foreign_directory(tmp_path, idx_dir, capsys):
     assert main(bench_args(out, idx_dir)) == 2
     assert "not a benchmark directory" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_summary_statistics_nan_and_single_runs():
+    from rightreasons.report.summary import render_markdown, summarize
+
+    nan = float("nan")
+    rows = [{"dataset": "d", "method": "a", "test_worst_group_accuracy": 0.5, "test_mask_gradient_share": nan},
+            {"dataset": "d", "method": "a", "test_worst_group_accuracy": 0.7, "test_mask_gradient_share": 0.2},
+            {"dataset": "d", "method": "b", "test_worst_group_accuracy": 0.9}]
+    summary = summarize(rows)["d"]
+    assert [m.method for m in summary] == ["b", "a"]  # best worst-group first
+    a = summary[1].stats
+    assert a["test_worst_group_accuracy"].mean == pytest.approx(0.6)
+    assert a["test_worst_group_accuracy"].std == pytest.approx(statistics.stdev([0.5, 0.7]))
+    assert a["test_mask_gradient_share"].n == 1 and a["test_mask_gradient_share"].mean == 0.2  # NaN left out
+    text = render_markdown({"d": summary})
+    assert "| b | 1 | 0.900 | n/a |" in text and "| a | 2 | 0.600 ± 0.141 |" in text
