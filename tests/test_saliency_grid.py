@@ -122,3 +122,15 @@ def test_explain_writes_a_png_and_refuses_to_overwrite(run_dir, tmp_path, capsys
                  "--data-option", f"source={idx}"]) == 0
     assert decode_png(target.read_bytes()).shape[0] == (1 + len(saliency.attribution_kinds())) * (112 + 2) + 2
     assert main(["explain", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_explain_several_runs_one_row_each(run_dir, tmp_path, monkeypatch):
+    run_dir, _ = run_dir
+    monkeypatch.setenv("RIGHTREASONS_CACHE", str(tmp_path))
+    target = tmp_path / "two.png"
+    assert main(["explain", str(run_dir), str(run_dir), "--attribution", "gradient", "--images", "3",
+                 "--out", str(target)]) == 0
+    grid = decode_png(target.read_bytes())
+    assert grid.shape == (3 * (112 + 2) + 2, 3 * (112 + 2) + 2, 3)
+    row1, row2 = grid[2 + 114:2 + 114 + 112], grid[2 + 228:2 + 228 + 112]
+    assert (row1 == row2).all()  # the same model twice: identical rows on the same images

@@ -120,41 +120,48 @@ def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, 
 
 
 @click.command(name="explain")
-@click.argument("run_dir", type=click.Path())
-@click.option("--data", help="Dataset whose test images to explain (default: the run's own).")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--data", help="Dataset whose test images to explain (default: the first run's own).")
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--images", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--attribution", type=click.Choice(["gradient", "ig", "all"]), default="all", show_default=True)
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-def explain_command(run_dir, data, data_options, out, images, attribution, split, overwrite):
-    """Write one model's saliency grid: the inputs (mask outlined), then one row per attribution."""
+def explain_command(run_dirs, data, data_options, out, images, attribution, split, overwrite):
+    """Write a saliency grid PNG: the inputs (mask outlined), then one row per attribution; with several
+    runs, one row per run and attribution, all on the same images (the first run's data)."""
     from ..cli import parse_assignments
     from ..data import load_dataset
     from ..train.config import TrainConfig
     from ..train.run import load_run
     from .png import write_png
-    from .saliency import attribution_kinds, explain_grid
+    from .saliency import attribution_kinds, input_row, pick_examples, saliency_row, tile
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: already exists; choose another --out or pass --overwrite")
     if out.suffix.lower() != ".png":
         raise UserError(f"{out}: --out must name a .png file")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists; choose another --out or pass --overwrite")
     kinds = attribution_kinds() if attribution == "all" else (attribution,)
     if any(k not in attribution_kinds() for k in kinds):
         raise UserError(f"attribution {attribution!r} is not available here; available: {', '.join(attribution_kinds())}")
     splits = None
     if data is not None or data_options:
-        config_path = Path(run_dir) / "config.json"
+        config_path = Path(run_dirs[0]) / "config.json"
         if not config_path.is_file():
-            raise UserError(f"{run_dir}: no config.json (not a run directory?)")
+            raise UserError(f"{run_dirs[0]}: no config.json (not a run directory?)")
         cfg = TrainConfig.load(config_path)
         options = {**(cfg.data_options if data in (None, cfg.data) else {}),
                    **parse_assignments(data_options, "--data-option")}
         splits = load_dataset(data or cfg.data, seed=cfg.seed, **options)
-    model, config, splits = load_run(run_dir, data=splits)
+    models = []
+    for run_dir in run_dirs:
+        model, _, splits = load_run(run_dir, data=splits)
+        models.append(model)
     dataset = splits.split(split)
-    write_png(out, explain_grid(model, dataset, images, kinds))
-    click.echo(f"{out}: rows input, {', '.join(kinds)}; {min(images, len(dataset))} {split} images of {dataset.name}")
+    index = pick_examples(dataset, images)
+    rows = [input_row(dataset, index)] + [saliency_row(m, dataset, index, k) for k in kinds for m in models]
+    write_png(out, tile(rows))
+    labels = [f"{k} {Path(r).name}" for k in kinds for r in run_dirs] if len(run_dirs) > 1 else list(kinds)
+    click.echo(f"{out}: rows input, {', '.join(labels)}; {len(index)} {split} images of {dataset.name}")
