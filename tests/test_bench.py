@@ -206,3 +206,19 @@ def test_summary_statistics_nan_and_single_runs():
     assert a["test_mask_gradient_share"].n == 1 and a["test_mask_gradient_share"].mean == 0.2  # NaN left out
     text = render_markdown({"d": summary})
     assert "| b | 1 | 0.900 | n/a |" in text and "| a | 2 | 0.600 ± 0.141 |" in text
+
+
+@pytest.mark.parametrize("name", ["ross2017", "heo2023"])
+def test_presets_plan_their_comparison(name, tmp_path, capsys):
+    from rightreasons.methods import METHODS
+    from rightreasons.report.presets import get_preset
+
+    preset = get_preset(name)
+    assert preset.notes and all(n.startswith(("paper", "ours")) for n in preset.notes)
+    out = tmp_path / "p"
+    assert main(["bench", "--preset", name, "--out", str(out), "--dry-run", "--seeds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = {line.split()[1] for line in lines if line.startswith("todo")}
+    assert names == {f"{d}-{m}-seed0" for d in preset.datasets for m in preset.methods if m in METHODS.names()}
+    assert lines[-1].startswith(f"rightreasons bench --preset {name}")
+    assert not out.exists()

@@ -52,8 +52,9 @@ def _scoped(items, option: str, known: list[str], what: str, fallback) -> dict:
 @click.option("--no-report", is_flag=True, help="Skip report.html (results.csv and summary.md are still written).")
 @click.option("--overwrite", is_flag=True, help="Redo finished runs whose config differs from this plan.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option("--dry-run", is_flag=True, help="Show the planned runs (finished or to do) and stop; write nothing.")
 def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, lr, params, data_options, jobs,
-                  threads, images, no_report, overwrite, quiet):
+                  threads, images, no_report, overwrite, quiet, dry_run):
     """Train every (dataset, method, seed), resuming finished runs; write DIR/results.csv, DIR/summary.md
     and DIR/report.html."""
     import warnings
@@ -97,6 +98,12 @@ def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, 
                           batch_size=batch_size, lr=lr).items() if v is not None]
                        + [f"--param {p}" for p in params] + [f"--data-option {o}" for o in data_options]
                        + [f"--jobs {jobs} --threads {threads}", f"--out {out}"])
+    if dry_run:
+        for spec in specs:
+            click.echo(f"{bench.run_state(spec):<9} {spec.name}  model={spec.config.model} epochs={spec.config.epochs} "
+                       f"params={spec.config.params} data_options={spec.config.data_options}")
+        click.echo(command)
+        return
     out_dir = bench.prepare_out(out, {"command": command, "runs": [s.name for s in specs]})
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
 
