@@ -22,8 +22,9 @@ from .registry import register_method
 
 
 def annotated(mask: torch.Tensor) -> torch.Tensor:
-    """(B,) float: 1 where the example's (effective) mask has any non-zero entry."""
-    return mask.flatten(1).any(1).to(mask.dtype)
+    """(B,) float: 1 where the example's (effective, non-negative) mask has any non-zero entry."""
+    flat = mask.flatten(1)
+    return (flat.sum(1) > 0).to(mask.dtype) if mask.is_floating_point() else flat.any(1).float()
 
 
 def explanation_mask(batch) -> torch.Tensor:

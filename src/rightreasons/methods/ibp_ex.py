@@ -62,12 +62,15 @@ class IbpEx(Method):
         return torch.where(is_y, lower, upper)
 
     def _term(self, clean_logits, worst_logits, batch, weight):
-        clean = F.cross_entropy(clean_logits, batch.y, reduction="none")
         if worst_logits is None:
-            robust = clean
-        else:
-            robust = torch.where(weight > 0, F.cross_entropy(worst_logits, batch.y, reduction="none"), clean)
-        return (1.0 - self.kappa_schedule.current()) * robust.mean()
+            robust = F.cross_entropy(clean_logits, batch.y)
+        elif bool(weight.all()):
+            robust = F.cross_entropy(worst_logits, batch.y)
+        else:  # un-annotated examples: the box is the point x, so the worst case is the clean case
+            clean = F.cross_entropy(clean_logits, batch.y, reduction="none")
+            worst = F.cross_entropy(worst_logits, batch.y, reduction="none")
+            robust = torch.where(weight > 0, worst, clean).mean()
+        return (1.0 - self.kappa_schedule.current()) * robust
 
     def penalties(self, model, batch, x, logits, ctx):
         if self.kappa_schedule.current() == 1.0:
@@ -86,7 +89,7 @@ class IbpEx(Method):
         if (self.kappa_schedule.current() == 1.0 or eps == 0 or not bool(weight.any())
                 or self.bound != "margin" or self._clip is not None):
             return super().loss(model, batch, ctx)
-        logits, margins = masked_ibp(model, batch.x, batch.y, mask, eps, clean=True)
+        logits, margins = masked_ibp(model, batch.x, batch.y, mask, eps, clean=True, check_mask=False)
         ce = F.cross_entropy(logits, batch.y)
         penalty = self._term(logits, -margins, batch, weight)
         return LossOutput(self.ce_weight(ctx) * ce + penalty, logits, {"ce": ce.detach(), "ibp_ex": penalty.detach()})
