@@ -57,11 +57,11 @@ def test_split_models_compose_and_start_as_the_unsplit_network():
         torch.testing.assert_close(model(x), c(g(f(x))))
         again = create_model(name, shape, 10)
         again.load_state_dict(model.state_dict())  # the mapping is an ordinary saved layer
-    mlp = create_model("split-mlp", (1, 28, 28), 10)
+    mlp = create_model("split-mlp-ross", (1, 28, 28), 10)
     assert [(m.in_features, m.out_features) for m in mlp if isinstance(m, nn.Linear)] == \
         [(784, 50), (50, 30), (30, 30), (30, 10)]
     early = create_model("split-mlp", (1, 28, 28), 10, mapping_after=0)
-    assert early[early.cut].in_features == 50
+    assert early[early.cut].in_features == 100
     with pytest.raises(UserError, match="mapping_after=2"):
         create_model("split-mlp", (1, 28, 28), 10, mapping_after=2)
 

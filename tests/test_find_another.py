@@ -93,7 +93,7 @@ def test_rule_report_recognises_a_hand_made_corner_model():
 
 def test_on_small_toy_colors_the_second_model_leaves_the_corners():
     data = load_dataset("toy-colors", seed=0, annotate="none", n_train=1500, n_val=100, n_test=1000)
-    config = TrainConfig(data="toy-colors", epochs=10, batch_size=64, lr=0.01, threads=1)
+    config = TrainConfig(data="toy-colors", epochs=10, batch_size=64, lr=0.01, lr_schedule="constant", threads=1)
     first, second = find_another_explanation(config, data, n_models=2)
     r1, r2 = (rule_report(m.model, data.test, n=1000) for m in (first, second))
     assert r1["rule"] == "corners", r1

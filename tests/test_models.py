@@ -18,9 +18,15 @@ def test_builtin_models_give_logits_of_the_right_shape(name, shape):
 
 
 def test_ross_mlp_has_the_published_layer_sizes():
-    model = create_model("mlp", (1, 28, 28), 10)
+    model = create_model("mlp-ross", (1, 28, 28), 10)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [(l.in_features, l.out_features) for l in linears] == [(784, 50), (50, 30), (30, 10)]
+
+
+def test_default_mlp_has_two_hidden_layers_of_100():
+    model = create_model("mlp", (1, 28, 28), 10)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(784, 100), (100, 100), (100, 10)]
 
 
 def test_user_factory_by_import_path(tmp_path, monkeypatch):
@@ -47,7 +53,7 @@ def test_user_factory_by_import_path(tmp_path, monkeypatch):
 
 
 def test_unknown_model_and_bad_input_shape():
-    with pytest.raises(UserError, match="unknown model 'resnet9000'; known: cnn, mlp, mlp-wide"):
+    with pytest.raises(UserError, match="unknown model 'resnet9000'; known: cnn, mlp, mlp-ross, mlp-wide"):
         create_model("resnet9000", (1, 28, 28), 10)
     with pytest.raises(UserError, match=r"needs image inputs \(C, H, W\)"):
         create_model("cnn", (20,), 2)

@@ -50,7 +50,7 @@ def test_space_parses_and_gives_the_defaults_as_baseline():
     assert [d.key for d in space] == list(SPACE)
     lam = space[0]
     assert (lam.kind, lam.low, lam.high, lam.log) == ("float", 0.1, 1000.0, True)
-    assert check_space(space, rrr_base()) == {"params.lam": 10.0, "lr": 1e-3, "epochs": 1,
+    assert check_space(space, rrr_base()) == {"params.lam": 10.0, "lr": TrainConfig().lr, "epochs": 1,
                                               "params.target": "log_prob_sum"}
 
 

@@ -81,6 +81,9 @@ def summary(r: dict) -> str:
     if share is not None and not math.isnan(share):
         parts.append(f"{share:.0%} of the input-gradient mass is inside the mask, which covers "
                      f"{r['mask_area']:.0%} of the input")
+    wrong = r.get("wrong_reason")
+    if wrong is not None and not math.isnan(wrong):
+        parts.append(f"{wrong:.0%} of the most salient features (|gradient| > 0.67 max) are in the mask")
     return f"{head}: " + "; ".join(parts) + f" ({r['annotated_examples']} annotated examples)"
 
 
@@ -103,6 +106,7 @@ def audit(model: nn.Module, dataset: ExplanationDataset, eps: Optional[float] = 
            **{k: base[k] for k in ("accuracy", "worst_group_accuracy", "mean_group_accuracy", "group_accuracy")},
            "mask_gradient_share": None if math.isnan(base.get("mask_gradient_share", math.nan))
            else base["mask_gradient_share"],
+           "wrong_reason": None if math.isnan(base.get("wrong_reason", math.nan)) else base["wrong_reason"],
            "eps": float(eps), "pgd_steps": steps, "random_draws": draws, "seed": seed,
            "thresholds": {"relies_flip": RELIES_FLIP, "relies_pgd_drop": RELIES_PGD_DROP,
                           "clean_flip": CLEAN_FLIP, "clean_pgd_drop": CLEAN_PGD_DROP}}

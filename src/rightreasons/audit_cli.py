@@ -68,7 +68,8 @@ def audit_command(run_dir, data, data_options, split, eps, steps, draws, seed, a
     table.add_column("check")
     table.add_column("value", justify="right")
     for key, label in (("accuracy", "accuracy"), ("worst_group_accuracy", "worst-group accuracy"),
-                       ("mask_gradient_share", "input-gradient share in mask"), ("mask_area", "mask area"),
+                       ("mask_gradient_share", "input-gradient share in mask"),
+                       ("wrong_reason", "wrong-reason score (salient features in mask)"), ("mask_area", "mask area"),
                        ("annotated_examples", "annotated examples"), ("annotated_accuracy", "accuracy (annotated)"),
                        ("randomised_accuracy", "accuracy, masked region randomised"),
                        ("randomised_flip_rate", "predictions flipped by randomising"),

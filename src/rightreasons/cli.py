@@ -75,6 +75,8 @@ def cli():
 @click.option("--seed", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning rate over the run.")
+@click.option("--threads", type=click.IntRange(min=1), help="torch threads (default: OMP_NUM_THREADS, else all cores).")
 @click.option("--select", type=click.Choice(["last", "val_accuracy", "val_worst_group_accuracy"]),
               help="Keep the last epoch or the best on the validation split (never test).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Method hyperparameter (repeatable).")
@@ -84,7 +86,7 @@ def cli():
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option("--quiet", is_flag=True, help="No per-epoch log or progress bar.")
-def train(data, method, out, model, epochs, seed, batch_size, lr, select, params, data_options, model_options,
+def train(data, method, out, model, epochs, seed, batch_size, lr, lr_schedule, threads, select, params, data_options, model_options,
           config_file, overwrite, resume, quiet):
     """Train a model and write DIR/model.safetensors, DIR/config.json and DIR/metrics.json."""
     from .train.config import TrainConfig
@@ -99,7 +101,8 @@ def train(data, method, out, model, epochs, seed, batch_size, lr, select, params
     else:
         config = TrainConfig.load(config_file) if config_file else TrainConfig()
     config = apply_flags(config, dict(data=data, method=method, model=model, epochs=epochs, seed=seed,
-                                      batch_size=batch_size, lr=lr, select=select),
+                                      batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, threads=threads,
+                                      select=select),
                          params, data_options, model_options)
     config = resolved_config(config)
     from .train import distributed
@@ -122,8 +125,9 @@ def train(data, method, out, model, epochs, seed, batch_size, lr, select, params
         return
     test = output.metrics["test"]
     click.echo(f"{config.method} on {config.data}: test accuracy {_fmt(test['accuracy'])}, "
-               f"worst-group {_fmt(test['worst_group_accuracy'])}, "
+               f"worst-group {_fmt(test['worst_group_accuracy'])} (of {len(test.get('group_accuracy', {}))} groups), "
                f"mask gradient share {_fmt(test.get('mask_gradient_share'))}, "
+               f"wrong reason {_fmt(test.get('wrong_reason'))}, "
                f"{output.metrics['train_seconds']:.1f}s -> {out}")
 
 
@@ -211,7 +215,7 @@ def demo(out, seed, epochs, quiet):
 
     log = None if quiet else (lambda line: click.echo(line, err=True))
     rows = run_demo(out, seed=seed, epochs=epochs, log=log, progress=not quiet)
-    table = Table(title=f"Decoy-MNIST (Ross et al. 2017), MLP 784-50-30-10, seed {seed}: test split")
+    table = Table(title=f"Decoy-MNIST (Ross et al. 2017), default MLP 784-100-100-10, seed {seed}: test split")
     for col in ("run", "accuracy", "worst-group accuracy", "gradient share in mask", "train s"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for row in rows:

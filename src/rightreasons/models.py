@@ -1,4 +1,4 @@
-"""Model registry: the 784-50-30-10 MLP of Ross et al. 2017, a wider MLP, a small CNN, or any nn.Module.
+"""Model registry: the default MLP (784-100-100-10), the 784-50-30-10 MLP of Ross et al. 2017, a wider MLP, a small CNN, or any nn.Module.
 
 Built-in models are plain ``nn.Sequential`` stacks of standard layers, so that bound propagation and
 contextual decomposition (which dispatch on layer type) work on them. Factories take the input shape
@@ -35,7 +35,17 @@ def _mlp(input_shape, num_classes, hidden) -> nn.Sequential:
 
 
 @register_model("mlp")
-def mlp(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30)) -> nn.Sequential:
+def mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100)) -> nn.Sequential:
+    """The default model: two hidden layers of 100 ReLU units (flatten -> 100 -> 100 -> classes).
+
+    Why not Ross's 50-30 (``mlp-ross``): on clean MNIST that net's worst class reaches 0.956-0.962, a
+    ceiling the shortcut-removal methods cannot pass; 100-100 reaches 0.969 at 15 epochs for ~1.4x the time.
+    """
+    return _mlp(input_shape, num_classes, tuple(hidden))
+
+
+@register_model("mlp-ross")
+def mlp_ross(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30)) -> nn.Sequential:
     """Ross et al. 2017's two-hidden-layer MLP: flatten -> 50 -> 30 -> classes, ReLU."""
     return _mlp(input_shape, num_classes, tuple(hidden))
 

@@ -84,8 +84,8 @@ def insert_mapping(model: nn.Sequential, index: int) -> SplitSequential:
 
 
 @register_model("split-mlp")
-def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30), mapping_after: int = -1) -> SplitSequential:
-    """Ross's MLP (flatten -> 50 -> 30 -> classes) with a square identity-initialised mapping layer after
+def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), mapping_after: int = -1) -> SplitSequential:
+    """The default MLP (flatten -> 100 -> 100 -> classes) with a square identity-initialised mapping layer after
     hidden layer ``mapping_after`` (default -1: the last, i.e. before the classification layer)."""
     hidden = tuple(int(h) for h in hidden)
     if not hidden:
@@ -100,6 +100,12 @@ def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30), mapp
         width = h
     layers.append(nn.Linear(width, num_classes))
     return insert_mapping(nn.Sequential(*layers), 1 + 2 * (k + 1))
+
+
+@register_model("split-mlp-ross")
+def split_mlp_ross(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30), mapping_after: int = -1) -> SplitSequential:
+    """Ross's MLP (``mlp-ross``: flatten -> 50 -> 30 -> classes) with the mapping layer, as ``split-mlp``."""
+    return split_mlp(input_shape, num_classes, hidden, mapping_after)
 
 
 @register_model("split-cnn")

@@ -17,6 +17,8 @@ Registered datasets (all ``(N, 1, 28, 28)`` float32 in [0, 1], masks bool of the
 
 Options: ``val`` = "train" (val decorated like train: shortcut correlated with the label) or
 "decorrelated" (val shade digit drawn at random, like test; for CDEP with the train mapping 255 - 25*d);
+``minority`` (fraction of train, and of a val="train" split, whose shade digit is redrawn at random, so about
+0.9 * minority of them break the shortcut: the minority groups Group DRO needs; default 0, the papers' data);
 ``source`` (directory of IDX files, see :func:`load_mnist`); ``limit_train`` (keep the first N training
 examples, a prefix of the full split); ``groups`` = "label" or "label_shade" (alias "label_shortcut":
 group = 10*label + shade digit, for Group DRO; for CDEP's test split the shade digit is the label).
@@ -148,13 +150,16 @@ def _cdep_corners_mask(n: int) -> np.ndarray:
 
 def build_decoy(variant: Variant, seed: int, options: dict) -> DataSplits:
     name = variant.name
-    defaults = {"val": "train", "source": None, "limit_train": None, "groups": "label"}
+    defaults = {"val": "train", "source": None, "limit_train": None, "groups": "label", "minority": 0.0}
     if name == "decoy-mnist-cdep":
         defaults["mask"] = "patch"
     opts = parse_options(name, options, defaults)
     check_choice(name, "val", opts["val"], ("train", "decorrelated"))
     check_choice(name, "groups", opts["groups"], ("label", "label_shade", "label_shortcut"))
     check_count(name, "limit_train", opts["limit_train"], allow_none=True)
+    minority = opts["minority"]
+    if isinstance(minority, bool) or not isinstance(minority, (int, float)) or not 0 <= minority <= 1:
+        raise UserError(f"{name}: option minority must be a fraction in [0, 1], got {minority!r}")
     if "mask" in opts:
         check_choice(name, "mask", opts["mask"], ("patch", "corners"))
     data = load_mnist(opts["source"])
@@ -164,6 +169,11 @@ def build_decoy(variant: Variant, seed: int, options: dict) -> DataSplits:
         rng = split_rng(seed, name, split)
         random_digit = (split == "test" and variant.test_random) or (split == "val" and opts["val"] == "decorrelated")
         digits = rng.integers(0, 10, len(y)) if random_digit else y.copy()
+        if minority > 0 and not random_digit and split != "test":
+            # a separate stream, so minority=0 leaves the data exactly as before
+            pick = split_rng(seed, name + "/minority", split)
+            redraw = pick.random(len(y)) < minority
+            digits[redraw] = pick.integers(0, 10, int(redraw.sum()))
         shade = variant.test_shade(digits) if split == "test" else variant.train_shade(digits)
         x, mask = variant.place(images, shade, variant.size, rng)
         if opts.get("mask") == "corners":
@@ -176,7 +186,7 @@ def build_decoy(variant: Variant, seed: int, options: dict) -> DataSplits:
             num_classes=10, num_groups=100 if opts["groups"] != "label" else 10, name=f"{name}/{split}")
     info = {
         "dataset": name, "variant": name, "paper": variant.paper, "construction": variant.construction,
-        "val_protocol": opts["val"], "seed": seed, "groups": opts["groups"], "source": data["source"],
+        "val_protocol": opts["val"], "minority": minority, "seed": seed, "groups": opts["groups"], "source": data["source"],
         "sizes": {s: len(out[s]) for s in SPLITS}, "limit_train": opts["limit_train"],
     }
     if "mask" in opts:

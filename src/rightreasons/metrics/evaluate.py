@@ -28,7 +28,8 @@ def evaluate(
     mask_share: bool = True,
 ) -> dict:
     """accuracy, worst/mean-group and per-group accuracy, macro accuracy and (if ``mask_share``) the
-    share of input-gradient mass inside the mask (see metrics.saliency)."""
+    share of input-gradient mass inside the mask (see metrics.saliency) and the wrong-reason score
+    (share of the binarised saliency inside the mask, see metrics.wrong_reason)."""
     share = MaskShareAccumulator() if mask_share else None
     preds = []
     with eval_mode(model):
@@ -43,4 +44,5 @@ def evaluate(
     out = accuracy_metrics(pred, dataset.y, dataset.group)
     if share is not None:
         out["mask_gradient_share"] = share.result(dataset.name)
+        out["wrong_reason"] = share.wrong_reason_result()
     return out

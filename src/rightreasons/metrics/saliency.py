@@ -32,6 +32,8 @@ class MaskShareAccumulator:
         self.target = target
         self.total = 0.0
         self.count = 0
+        self.wrong_total = 0.0  # wrong-reason score (metrics.wrong_reason), from the same gradients
+        self.wrong_count = 0
 
     def update(self, model, batch: Batch) -> torch.Tensor:
         """Add a batch; returns its logits (computed on the way, so callers need no second pass)."""
@@ -42,6 +44,12 @@ class MaskShareAccumulator:
             share = share[~share.isnan()]
             self.total += share.sum().item()
             self.count += share.numel()
+            from .wrong_reason import wrong_reason
+
+            wrong = wrong_reason(grad[keep], batch.mask[keep])
+            wrong = wrong[~wrong.isnan()]
+            self.wrong_total += wrong.sum().item()
+            self.wrong_count += wrong.numel()
         return logits.detach()
 
     def result(self, where: str = "") -> float:
@@ -50,3 +58,8 @@ class MaskShareAccumulator:
                           "with a non-empty mask; reporting NaN", RuntimeWarning, stacklevel=2)
             return math.nan
         return self.total / self.count
+
+    def wrong_reason_result(self) -> float:
+        """Mean wrong-reason score (threshold 0.67, precision) of the same examples; NaN when
+        :meth:`result` is (it has already warned then)."""
+        return self.wrong_total / self.wrong_count if self.wrong_count else math.nan

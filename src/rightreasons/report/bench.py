@@ -204,7 +204,7 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
 
 
 #: models that methods needing Tao & Shokri's split-model protocol are trained on instead
-SPLIT_MODELS = {"mlp": "split-mlp", "cnn": "split-cnn"}
+SPLIT_MODELS = {"mlp": "split-mlp", "mlp-ross": "split-mlp-ross", "cnn": "split-cnn"}
 
 
 def model_for(method: str, model: str) -> str:

@@ -80,7 +80,8 @@ def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, 
     else:
         method_names = bench.expand_methods(["mask"])
     n_seeds = seeds or (chosen.seeds if chosen else 3)
-    base = TrainConfig(epochs=chosen.epochs, model=chosen.model) if chosen else TrainConfig()
+    preset_settings = {k: getattr(chosen, k) for k in ("epochs", "model", "lr", "lr_schedule")} if chosen else {}
+    base = TrainConfig(**{k: v for k, v in preset_settings.items() if v is not None})
     base = base.replace(**{k: v for k, v in dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr).items()
                            if v is not None})
     method_params = {m: dict(v) for m, v in (chosen.params if chosen else {}).items()}

@@ -24,6 +24,7 @@ COLUMNS = (
     ("test_accuracy", "accuracy", 3),
     ("test_mean_group_accuracy", "mean-group acc.", 3),
     ("test_mask_gradient_share", "grad. share in mask", 3),
+    ("test_wrong_reason", "wrong reason", 3),
     ("train_seconds", "train s", 1),
     ("peak_memory_mb", "peak MB", 0),
 )

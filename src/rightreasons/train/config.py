@@ -14,6 +14,7 @@ from ..errors import UserError
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy")
 ON_NONFINITE = ("stop", "skip")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -26,9 +27,11 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     method: str = "rrr"
     params: dict = field(default_factory=dict)
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 3e-3
+    #: learning rate over training: constant, or cosine decay from lr to 0 over all steps (per step)
+    lr_schedule: str = "cosine"
     optimizer: str = "adam"
     weight_decay: float = 0.0
     seed: int = 0
@@ -65,6 +68,8 @@ class TrainConfig:
             raise UserError(f"config field 'weight_decay' must be >= 0, got {self.weight_decay}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"config field 'optimizer' must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"config field 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.on_nonfinite not in ON_NONFINITE:
             raise UserError(f"config field 'on_nonfinite' must be one of {', '.join(ON_NONFINITE)}, got {self.on_nonfinite!r}")
         if self.select not in SELECTIONS:

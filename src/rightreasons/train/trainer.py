@@ -50,6 +50,14 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
 
 
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate for optimiser step ``step`` (0-based) of ``total_steps``: ``config.lr``, or
+    with ``lr_schedule="cosine"`` lr * (1 + cos(pi * step / total_steps)) / 2 (Loshchilov & Hutter 2017)."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
 def _nonfinite_message(out, step: int, epoch: int) -> Optional[str]:
     if math.isfinite(out.loss.item()):
         return None
@@ -152,6 +160,8 @@ def fit(
                             if log is not None and rank == 0:
                                 log(f"skipped: {problem}")
                             continue
+                        for group in optimizer.param_groups:
+                            group["lr"] = learning_rate(config, step - 1, config.epochs * steps_per_epoch)
                         optimizer.zero_grad(set_to_none=True)
                         (out.loss * loss_scale(len(local), len(index), size) if size > 1 else out.loss).backward()
                         optimizer.step()
