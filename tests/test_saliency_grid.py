@@ -112,7 +112,11 @@ def test_explain_writes_a_png_and_refuses_to_overwrite(run_dir, tmp_path, capsys
     target = tmp_path / "grid.png"
     assert main(["explain", str(run_dir), "--out", str(target), "--images", "5", "--attribution", "gradient"]) == 0
     grid = decode_png(target.read_bytes())
-    assert grid.shape == (2 * (112 + 2) + 2, 5 * (112 + 2) + 2, 3)
+    cells = 5 * (112 + 2) + 2
+    assert grid.shape[0] == 2 * (112 + 2) + 2 and grid.shape[1] > cells
+    margin = grid[:, :grid.shape[1] - cells]
+    assert (margin.max(-1) < 100).any(axis=1)[2:114].any()  # a label written beside the first row...
+    assert (margin.max(-1) < 100).any(axis=1)[116:228].any()  # ...and the second
     assert (grid == CYAN).all(-1).any()  # decoy swatches outlined
     before = target.read_bytes()
     assert main(["explain", str(run_dir), "--out", str(target)]) == 2
@@ -131,6 +135,7 @@ def test_explain_several_runs_one_row_each(run_dir, tmp_path, monkeypatch):
     assert main(["explain", str(run_dir), str(run_dir), "--attribution", "gradient", "--images", "3",
                  "--out", str(target)]) == 0
     grid = decode_png(target.read_bytes())
-    assert grid.shape == (3 * (112 + 2) + 2, 3 * (112 + 2) + 2, 3)
+    assert grid.shape[0] == 3 * (112 + 2) + 2
+    grid = grid[:, -(3 * (112 + 2) + 2):]  # the cells, right of the label margin
     row1, row2 = grid[2 + 114:2 + 114 + 112], grid[2 + 228:2 + 228 + 112]
     assert (row1 == row2).all()  # the same model twice: identical rows on the same images

@@ -144,7 +144,7 @@ def explain_command(run_dirs, data, data_options, out, images, attribution, spli
     from ..train.config import TrainConfig
     from ..train.run import load_run
     from .png import write_png
-    from .saliency import attribution_kinds, input_row, pick_examples, saliency_row, tile
+    from .saliency import attribution_kinds, input_row, pick_examples, saliency_row, tile, with_row_labels
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -170,6 +170,6 @@ def explain_command(run_dirs, data, data_options, out, images, attribution, spli
     dataset = splits.split(split)
     index = pick_examples(dataset, images)
     rows = [input_row(dataset, index)] + [saliency_row(m, dataset, index, k) for k in kinds for m in models]
-    write_png(out, tile(rows))
     labels = [f"{k} {Path(r).name}" for k in kinds for r in run_dirs] if len(run_dirs) > 1 else list(kinds)
+    write_png(out, with_row_labels(tile(rows), ["input"] + labels))
     click.echo(f"{out}: rows input, {', '.join(labels)}; {len(index)} {split} images of {dataset.name}")

@@ -104,7 +104,8 @@ def _saliency(out: Path, dataset: str, rows: list[dict], methods: list[str], ima
     for kind in saliency.attribution_kinds():
         strips = [("input (mask outlined)", saliency.input_row(test, index))]
         strips += [(m, saliency.saliency_row(model, test, index, kind)) for m, model in models.items()]
-        write_png(out / "saliency" / f"{dataset}-{kind}.png", saliency.tile([s for _, s in strips]))
+        write_png(out / "saliency" / f"{dataset}-{kind}.png",
+                  saliency.with_row_labels(saliency.tile([s for _, s in strips]), [label for label, _ in strips]))
         rows_html = "".join(f"<tr><td>{escape(label)}</td><td>{_img(saliency.tile([strip]))}</td></tr>"
                             for label, strip in strips)
         what = "input gradient" if kind == "gradient" else "integrated gradients (zero baseline)"

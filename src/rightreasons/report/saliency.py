@@ -124,6 +124,28 @@ def tile(rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -> np.ndarray:
     return out
 
 
+def with_row_labels(grid: np.ndarray, labels: Sequence[str], gap: int = 2) -> np.ndarray:
+    """``grid`` (a :func:`tile` of ``len(labels)`` equal rows) with each row's label written in a white
+    margin on its left (Pillow's built-in bitmap font), so a saved PNG says which row is which."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    n = len(labels)
+    if n == 0 or (grid.shape[0] - gap) % n:
+        raise UserError(f"saliency grid: {n} labels do not fit a grid {grid.shape[0]} pixels high")
+    row = (grid.shape[0] - gap) // n  # cell height + gap
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widths = [draw.textbbox((0, 0), text, font=font)[2] for text in labels]
+    margin = max(widths) + 12
+    canvas = Image.new("RGB", (margin + grid.shape[1], grid.shape[0]), tuple(int(c) for c in GAP))
+    canvas.paste(Image.fromarray(grid), (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(labels):
+        top, bottom = draw.textbbox((0, 0), text, font=font)[1::2]
+        draw.text((6, gap + i * row + (row - gap - (bottom - top)) // 2 - top), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
 def input_row(dataset: ExplanationDataset, index: torch.Tensor) -> list[np.ndarray]:
     """The chosen inputs themselves, mask outlined."""
     x = dataset.x[index].numpy()
