@@ -36,7 +36,11 @@ def test_train_evaluate_and_reuse_config_end_to_end(tmp_path, idx_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= {"test", "val", "train_seconds"}
     assert set(metrics["test"]) >= {"accuracy", "worst_group_accuracy", "mean_group_accuracy", "group_accuracy",
-                                    "mask_gradient_share"}
+                                    "mask_gradient_share", "wrong_reason", "masked_pgd_accuracy",
+                                    "ibp_certified_accuracy"}
+    assert metrics["test"]["robust_eps"] == 1.0  # the whole [0, 1] range by default
+    assert 0 <= metrics["test"]["ibp_certified_accuracy"] <= metrics["test"]["masked_pgd_accuracy"] \
+        <= metrics["test"]["accuracy"]
     assert (out / "model.safetensors").stat().st_size > 0
 
     again = tmp_path / "again"
@@ -47,7 +51,14 @@ def test_train_evaluate_and_reuse_config_end_to_end(tmp_path, idx_dir):
 
     proc = run_cli("evaluate", out, "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    shown = json.loads(proc.stdout)
+    assert shown["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert shown["masked_pgd_accuracy"] == pytest.approx(metrics["test"]["masked_pgd_accuracy"])
+    proc = run_cli("evaluate", out, "--json", "--eps", "0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)  # a box of radius 0 is the point x: both equal the clean accuracy
+    assert shown["robust_eps"] == 0 and shown["masked_pgd_accuracy"] == pytest.approx(shown["accuracy"])
+    assert shown["ibp_certified_accuracy"] <= shown["accuracy"] + 1e-6
     proc = run_cli("evaluate", out, "--data", "mnist", "--data-option", f"source={idx_dir}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "worst_group_accuracy" in proc.stdout

@@ -239,3 +239,20 @@ def test_option_errors(source):
         load("decoy-mnist", source, seed=-1)
     with pytest.raises(UserError, match="unknown option.*mask"):
         load("decoy-mnist", source, mask="corners")
+
+
+@pytest.mark.parametrize("name", ["decoy-mnist", "decoy-mnist-half"])
+def test_minority_redraws_that_fraction_of_training_shades_and_nothing_else(source, name):
+    base = load(name, source)
+    mixed = load(name, source, minority=0.3, groups="label_shade")
+    assert torch.equal(load(name, source, minority=0.0).train.x, base.train.x)  # 0 = the papers' data exactly
+    assert torch.equal(mixed.test.x, base.test.x)  # test untouched
+    assert torch.equal(mixed.train.y, base.train.y) and torch.equal(mixed.train.mask, base.train.mask)
+    shade = mixed.train.group % 10
+    redrawn_off_label = (shade != mixed.train.y).double().mean().item()
+    assert 0.3 * 0.9 - 0.06 < redrawn_off_label < 0.3 * 0.9 + 0.06  # a redraw keeps the label's shade 1 time in 10
+    changed = (mixed.train.x != base.train.x).flatten(1).any(1)
+    assert torch.equal(changed, shade != mixed.train.y)  # only the redrawn shortcut pixels differ
+    assert (mixed.train.x != base.train.x)[~mixed.train.mask.bool()].sum() == 0
+    with pytest.raises(UserError, match="minority must be a fraction"):
+        load(name, source, minority=1.5)

@@ -138,3 +138,44 @@ def test_corrupt_weights_give_a_clear_error(tmp_path):
     (tmp_path / "run" / "model.safetensors").write_bytes(b"\x00garbage")
     with pytest.raises(UserError, match="model.safetensors: cannot read weights"):
         load_run(tmp_path / "run", data=data)
+
+
+def test_cosine_learning_rate_follows_the_formula_and_constant_stays_put():
+    from rightreasons.train.trainer import learning_rate
+
+    cosine = TrainConfig(lr=0.004, lr_schedule="cosine")
+    total = 40
+    assert learning_rate(cosine, 0, total) == pytest.approx(0.004)
+    assert learning_rate(cosine, total // 2, total) == pytest.approx(0.002)
+    assert learning_rate(cosine, total, total) == pytest.approx(0.0, abs=1e-15)
+    slow = [0.004 * (1 + math.cos(math.pi * s / total)) / 2 for s in range(total)]  # the obvious way
+    assert [learning_rate(cosine, s, total) for s in range(total)] == pytest.approx(slow, rel=1e-12)
+    constant = TrainConfig(lr=0.004, lr_schedule="constant")
+    assert {learning_rate(constant, s, total) for s in range(total)} == {0.004}
+    with pytest.raises(UserError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+
+
+def test_the_optimiser_uses_the_scheduled_rate_at_every_step():
+    seen = []
+
+    class Spy(torch.optim.SGD):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    import rightreasons.train.trainer as trainer
+
+    config = TrainConfig(method="erm", epochs=3, batch_size=64, lr=0.01, lr_schedule="cosine", optimizer="sgd")
+    data = shortcut_splits()
+    model = build_model(config, data.input_shape, data.num_classes)
+    original = trainer.make_optimizer
+    trainer.make_optimizer = lambda m, c: Spy([p for p in m.parameters()], lr=c.lr)
+    try:
+        fit(model, create_method("erm"), data, config)
+    finally:
+        trainer.make_optimizer = original
+    total = config.epochs * data.train.num_batches(config.batch_size)
+    assert len(seen) == total
+    assert seen == pytest.approx([trainer.learning_rate(config, s, total) for s in range(total)])
+    assert seen[0] == pytest.approx(0.01) and seen[-1] < 0.01 * 0.01

@@ -85,3 +85,21 @@ def test_no_annotated_example_gives_nan_and_a_warning():
     model = _linear_model([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]])
     with pytest.warns(RuntimeWarning, match="no annotated example"):
         assert math.isnan(wrong_reason_score(model, data))
+
+
+def test_evaluate_reports_the_same_score_as_the_standalone_metric():
+    from rightreasons.metrics.evaluate import evaluate
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 1, 2, 2, generator=g)
+    y = torch.randint(0, 2, (50,), generator=g)
+    mask = torch.zeros(50, 1, 2, 2, dtype=torch.bool)
+    mask[:, 0, 0, :] = True  # half the pixels
+    has = torch.arange(50) % 3 != 0  # partial annotation
+    data = ExplanationDataset(x, y, mask, has_mask=has, num_classes=2)
+    for weights in ([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]], [[0, 0, 0, 1.0], [0, 0, 0, -1.0]],
+                    torch.randn(2, 4, generator=g).tolist()):
+        model = _linear_model(weights)
+        got = evaluate(model, data, batch_size=7)["wrong_reason"]  # several batches
+        assert got == pytest.approx(wrong_reason_score(model, data))
+    assert evaluate(_linear_model([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]]), data)["wrong_reason"] == pytest.approx(1.0)

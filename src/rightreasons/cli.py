@@ -136,8 +136,12 @@ def train(data, method, out, model, epochs, seed, batch_size, lr, lr_schedule, t
 @click.option("--data", help="Dataset to evaluate on (default: the one the model was trained on).")
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE")
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("--eps", type=click.FloatRange(min=0), help="Radius of the mask box for masked PGD and IBP "
+              "(default: the whole data range).")
+@click.option("--pgd-steps", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--no-robust", is_flag=True, help="Skip masked PGD and IBP-certified accuracy.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(run_dir, data, data_options, split, as_json):
+def evaluate(run_dir, data, data_options, split, eps, pgd_steps, no_robust, as_json):
     """Re-evaluate a saved model on a dataset split."""
     from .data import load_dataset
     from .metrics import evaluate as evaluate_model
@@ -153,6 +157,10 @@ def evaluate(run_dir, data, data_options, split, as_json):
     model, config, splits = load_run(run_dir, data=splits)
     dataset = splits.split(split)
     metrics = evaluate_model(model, dataset)
+    if not no_robust:
+        from .metrics.robust import robust_metrics
+
+        metrics.update(robust_metrics(model, dataset, eps=eps, steps=pgd_steps))
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -163,7 +171,7 @@ def evaluate(run_dir, data, data_options, split, as_json):
     table.add_column("value", justify="right")
     for key, value in metrics.items():
         if key != "group_accuracy":
-            table.add_row(key, _fmt(value))
+            table.add_row(key, value if isinstance(value, str) else _fmt(value))
     groups = metrics["group_accuracy"]
     table.add_row("group accuracy", " ".join(f"{g}:{_fmt(a)}" for g, a in groups.items()))
     _console().print(table)

@@ -2,6 +2,8 @@
 
 from .accuracy import accuracy_metrics, group_accuracies
 from .evaluate import evaluate, predict
+from .robust import ibp_certified_accuracy, masked_pgd_accuracy, robust_metrics
 from .saliency import MaskShareAccumulator, mask_share
 
-__all__ = ["MaskShareAccumulator", "accuracy_metrics", "evaluate", "group_accuracies", "mask_share", "predict"]
+__all__ = ["MaskShareAccumulator", "accuracy_metrics", "evaluate", "group_accuracies", "ibp_certified_accuracy",
+           "mask_share", "masked_pgd_accuracy", "predict", "robust_metrics"]

@@ -66,3 +66,31 @@ def ibp_certified_accuracy(model: nn.Module, dataset: ExplanationDataset, eps: f
             correct += int((margins.min(1).values > 0).sum())
             total += len(batch)
     return _finish(correct, total, "ibp_certified_accuracy", dataset.name)
+
+
+def robust_metrics(model: nn.Module, dataset: ExplanationDataset, eps: Optional[float] = None, steps: int = 20,
+                   batch_size: int = 1000) -> dict:
+    """The two robustness numbers for ``metrics.json`` and ``rightreasons evaluate``: masked PGD accuracy
+    and IBP-certified accuracy over x +- eps * m (``eps`` default: the whole data range, hi - lo), with
+    the eps and steps used. IBP is None (with ``ibp_note`` naming the layers) for a model interval bounds
+    do not support; both are None when the data range is not finite (no box to search) and NaN when no
+    example has a mask (every box is a point: the numbers would only repeat the clean accuracy)."""
+    from ..errors import UserError
+
+    lo, hi = dataset.input_range
+    if eps is None:
+        eps = float(hi - lo) if math.isfinite(lo) and math.isfinite(hi) else None
+    if eps is None:
+        return {"masked_pgd_accuracy": None, "ibp_certified_accuracy": None, "robust_eps": None,
+                "robust_note": f"{dataset.name}: input range ({lo}, {hi}) is not finite; give an eps"}
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise UserError(f"robust metrics: eps must be a finite number >= 0, got {eps!r}")
+    out = {"robust_eps": float(eps), "pgd_steps": steps}
+    if not bool((dataset.has_mask & dataset.mask.flatten(1).any(1)).any()):
+        return {**out, "masked_pgd_accuracy": math.nan, "ibp_certified_accuracy": math.nan}
+    out["masked_pgd_accuracy"] = masked_pgd_accuracy(model, dataset, eps, steps=steps, batch_size=batch_size)
+    try:
+        out["ibp_certified_accuracy"] = ibp_certified_accuracy(model, dataset, eps, batch_size=batch_size)
+    except UserError as exc:
+        out["ibp_certified_accuracy"], out["ibp_note"] = None, str(exc)
+    return out

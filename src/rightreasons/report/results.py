@@ -17,7 +17,8 @@ from ..errors import UserError
 from ..files import atomic_write_text
 
 LEADING = ("dataset", "method", "seed", "test_worst_group_accuracy", "test_accuracy", "test_mean_group_accuracy",
-           "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason")
+           "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason", "test_masked_pgd_accuracy",
+           "test_ibp_certified_accuracy")
 TRAILING = ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch", "epochs", "model", "params",
             "data_options", "test_group_accuracy", "val_group_accuracy", "run")
 

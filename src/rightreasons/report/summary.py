@@ -25,6 +25,8 @@ COLUMNS = (
     ("test_mean_group_accuracy", "mean-group acc.", 3),
     ("test_mask_gradient_share", "grad. share in mask", 3),
     ("test_wrong_reason", "wrong reason", 3),
+    ("test_masked_pgd_accuracy", "masked-PGD acc.", 3),
+    ("test_ibp_certified_accuracy", "IBP-cert. acc.", 3),
     ("train_seconds", "train s", 1),
     ("peak_memory_mb", "peak MB", 0),
 )

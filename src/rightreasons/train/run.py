@@ -23,6 +23,7 @@ from ..errors import UserError
 from ..files import atomic_write, atomic_write_json
 from ..methods import create_method
 from ..metrics.evaluate import evaluate
+from ..metrics.robust import robust_metrics
 from ..models import create_model
 from .config import TrainConfig
 from .trainer import fit
@@ -74,7 +75,8 @@ def run_training(
     checkpoint_dir: Optional[str | Path] = None,
     resume: bool = False,
 ) -> RunOutput:
-    """Train as ``config`` says and evaluate on the validation and test splits (checkpointing into
+    """Train as ``config`` says and evaluate on the validation and test splits (on test also masked PGD
+    and IBP-certified accuracy over the whole data range, see ``metrics.robust``; checkpointing into
     ``checkpoint_dir`` after every epoch and, with ``resume``, continuing from its latest checkpoint)."""
     config = resolved_config(config)
     method = create_method(config.method, **config.params)
@@ -83,7 +85,7 @@ def run_training(
     model = build_model(config, data.input_shape, data.num_classes)
     result = fit(model, method, data, config, log=log, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     metrics = {
-        "test": evaluate(model, data.test),
+        "test": {**evaluate(model, data.test), **robust_metrics(model, data.test)},
         "val": evaluate(model, data.val),
         "train_seconds": result.train_seconds,
         "selected_epoch": result.selected_epoch,
