@@ -31,6 +31,7 @@ import torch
 from rightreasons.data import load_dataset
 from rightreasons.methods import METHODS, StepContext, create_method
 from rightreasons.models import create_model
+from rightreasons.report.bench import model_for
 from rightreasons.report.worker import peak_memory_mb
 
 
@@ -78,6 +79,15 @@ def load(args):
     return data, create_model(args.model, data.input_shape, data.num_classes)
 
 
+def model_for_method(name, model, args, data):
+    """``model``, or (for feature_kl) the split version of ``args.model`` the bench would train."""
+    split = model_for(name, args.model)
+    if split == args.model:
+        return model
+    torch.manual_seed(0)
+    return create_model(split, data.input_shape, data.num_classes)
+
+
 def _status_mb(field: str) -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -101,7 +111,7 @@ def child(args) -> None:
         reset = True
     except OSError:
         reset = False
-    Runner(args.child, model, data, args.batch_size, args.steps).run(args.steps)
+    Runner(args.child, model_for_method(args.child, model, args, data), data, args.batch_size, args.steps).run(args.steps)
     train_peak = _status_mb("VmHWM") if reset else float("nan")
     print(json.dumps({"peak_mb": max(process_peak, peak_memory_mb()), "train_extra_mb": train_peak - loaded}))
 
@@ -137,7 +147,7 @@ def main() -> None:
     runners, skipped = [], {}
     for name in names:
         try:
-            runner = Runner(name, model, data, args.batch_size, args.steps)
+            runner = Runner(name, model_for_method(name, model, args, data), data, args.batch_size, args.steps)
             runner.run(1)  # warm-up (and a check that the method runs on this model and data)
             runner.times.clear()
             runners.append(runner)

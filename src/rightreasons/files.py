@@ -9,13 +9,22 @@ from pathlib import Path
 from typing import Callable
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, then rename it into place."""
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it, then rename it into place.
+    The file gets the permissions an ordinary ``open(path, "w")`` would give (0666 minus the umask),
+    not the owner-only mode of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
