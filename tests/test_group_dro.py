@@ -57,7 +57,7 @@ def test_adjustment_favours_small_groups():
     batch = tiny_batch(n=8, dtype=torch.float64)
     batch.y.zero_()
     batch.group.copy_(torch.tensor([0, 0, 0, 0, 0, 0, 1, 1]))
-    plain, adjusted = create_method("group_dro"), create_method("group_dro", adjustment=5.0)
+    plain, adjusted = create_method("group_dro", adjustment=0.0), create_method("group_dro", adjustment=5.0)
     plain.loss(model, batch, ctx())
     adjusted.loss(model, batch, ctx())
     assert adjusted.state_dict()["q"][1] > plain.state_dict()["q"][1]
