@@ -60,8 +60,12 @@ def test_split_models_compose_and_start_as_the_unsplit_network():
     mlp = create_model("split-mlp-ross", (1, 28, 28), 10)
     assert [(m.in_features, m.out_features) for m in mlp if isinstance(m, nn.Linear)] == \
         [(784, 50), (50, 30), (30, 30), (30, 10)]
-    early = create_model("split-mlp", (1, 28, 28), 10, mapping_after=0)
-    assert early[early.cut].in_features == 100
+    early = create_model("split-mlp", (1, 28, 28), 10)  # default: the mapping after the first hidden layer
+    assert [(m.in_features, m.out_features) for m in early if isinstance(m, nn.Linear)] == \
+        [(784, 100), (100, 100), (100, 100), (100, 10)]
+    assert early.cut == 3 and early[early.cut].in_features == 100
+    late = create_model("split-mlp", (1, 28, 28), 10, mapping_after=-1)
+    assert late.cut == 5
     with pytest.raises(UserError, match="mapping_after=2"):
         create_model("split-mlp", (1, 28, 28), 10, mapping_after=2)
 

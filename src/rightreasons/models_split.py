@@ -84,9 +84,12 @@ def insert_mapping(model: nn.Sequential, index: int) -> SplitSequential:
 
 
 @register_model("split-mlp")
-def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), mapping_after: int = -1) -> SplitSequential:
+def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), mapping_after: int = 0) -> SplitSequential:
     """The default MLP (flatten -> 100 -> 100 -> classes) with a square identity-initialised mapping layer after
-    hidden layer ``mapping_after`` (default -1: the last, i.e. before the classification layer)."""
+    hidden layer ``mapping_after`` (default 0: the first, so f is one Linear+ReLU; -1: the last, before the
+    classification layer). The early cut is what makes feature_kl reliable on Decoy-MNIST: worst-group
+    accuracy 0.905 / 0.897 / 0.911 for seeds 0 / 1 / 2 against 0.399 / 0.712 / 0.786 with the last-layer
+    cut (lam 10000, default settings; see methods/feature_kl.py)."""
     hidden = tuple(int(h) for h in hidden)
     if not hidden:
         raise UserError("model 'split-mlp': needs at least one hidden layer (option hidden)")
@@ -103,8 +106,10 @@ def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), ma
 
 
 @register_model("split-mlp-ross")
-def split_mlp_ross(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30), mapping_after: int = -1) -> SplitSequential:
-    """Ross's MLP (``mlp-ross``: flatten -> 50 -> 30 -> classes) with the mapping layer, as ``split-mlp``."""
+def split_mlp_ross(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30),
+                   mapping_after: int = -1) -> SplitSequential:
+    """Ross's MLP (``mlp-ross``: flatten -> 50 -> 30 -> classes) with the mapping layer, as ``split-mlp``
+    (but after the last hidden layer by default, as measured with that model in the method's docstring)."""
     return split_mlp(input_shape, num_classes, hidden, mapping_after)
 
 
