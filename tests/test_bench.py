@@ -222,3 +222,32 @@ def test_presets_plan_their_comparison(name, tmp_path, capsys):
     assert names == {f"{d}-{m}-seed0" for d in preset.datasets for m in preset.methods if m in METHODS.names()}
     assert lines[-1].startswith(f"rightreasons bench --preset {name}")
     assert not out.exists()
+
+
+def test_preset_training_settings_reach_the_planned_configs(tmp_path):
+    from rightreasons.report import bench
+    from rightreasons.report.cli import bench_command  # noqa: F401  (the flags are parsed there)
+
+    def plan(*args):
+        captured = {}
+        original = bench.plan_runs
+
+        def spy(out, datasets, methods, seeds, base, *rest, **kw):
+            captured["base"] = base
+            return original(out, datasets, methods, seeds, base, *rest, **kw)
+
+        bench.plan_runs = spy
+        try:
+            assert main(["bench", *args, "--out", str(tmp_path / "p"), "--dry-run", "--seeds", "1"]) == 0
+        finally:
+            bench.plan_runs = original
+        return captured["base"]
+
+    ross = plan("--preset", "ross2017")
+    assert (ross.model, ross.epochs, ross.lr, ross.lr_schedule) == ("mlp-ross", 30, 1e-3, "constant")
+    heo = plan("--preset", "heo2023")
+    default = TrainConfig()
+    assert (heo.model, heo.epochs, heo.lr, heo.lr_schedule) == (default.model, default.epochs, default.lr,
+                                                                default.lr_schedule)
+    mixed = plan("--preset", "ross2017", "--lr-schedule", "cosine", "--epochs", "3")  # flags override the preset
+    assert (mixed.model, mixed.epochs, mixed.lr_schedule) == ("mlp-ross", 3, "cosine")

@@ -42,6 +42,7 @@ def _scoped(items, option: str, known: list[str], what: str, fallback) -> dict:
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--lr", type=float)
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]))
 @click.option("--param", "params", multiple=True, metavar="[METHOD.]KEY=VALUE",
               help="Method hyperparameter; without METHOD, for every method that has KEY (repeatable).")
 @click.option("--data-option", "data_options", multiple=True, metavar="[DATASET.]KEY=VALUE",
@@ -53,7 +54,7 @@ def _scoped(items, option: str, known: list[str], what: str, fallback) -> dict:
 @click.option("--overwrite", is_flag=True, help="Redo finished runs whose config differs from this plan.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--dry-run", is_flag=True, help="Show the planned runs (finished or to do) and stop; write nothing.")
-def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, lr, params, data_options, jobs,
+def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, lr, lr_schedule, params, data_options, jobs,
                   threads, images, no_report, overwrite, quiet, dry_run):
     """Train every (dataset, method, seed), resuming finished runs; write DIR/results.csv, DIR/summary.md
     and DIR/report.html."""
@@ -82,8 +83,8 @@ def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, 
     n_seeds = seeds or (chosen.seeds if chosen else 3)
     preset_settings = {k: getattr(chosen, k) for k in ("epochs", "model", "lr", "lr_schedule")} if chosen else {}
     base = TrainConfig(**{k: v for k, v in preset_settings.items() if v is not None})
-    base = base.replace(**{k: v for k, v in dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr).items()
-                           if v is not None})
+    flags = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule)
+    base = base.replace(**{k: v for k, v in flags.items() if v is not None})
     method_params = {m: dict(v) for m, v in (chosen.params if chosen else {}).items()}
     for m, kv in _scoped(params, "--param", method_names, "methods",
                          lambda key: [m for m in method_names if key in METHODS.get(m).defaults]).items():
@@ -95,8 +96,7 @@ def bench_command(data, methods, seeds, out, preset, model, epochs, batch_size, 
     specs = bench.plan_runs(out, datasets, method_names, range(n_seeds), base, method_params, options, threads)
     command = " ".join(["rightreasons bench"] + ([f"--preset {preset}"] if preset else [])
                        + [f"--data {','.join(datasets)}", f"--methods {','.join(method_names)}", f"--seeds {n_seeds}"]
-                       + [f"--{k.replace('_', '-')} {v}" for k, v in dict(model=model, epochs=epochs,
-                          batch_size=batch_size, lr=lr).items() if v is not None]
+                       + [f"--{k.replace('_', '-')} {v}" for k, v in flags.items() if v is not None]
                        + [f"--param {p}" for p in params] + [f"--data-option {o}" for o in data_options]
                        + [f"--jobs {jobs} --threads {threads}", f"--out {out}"])
     if dry_run:
