@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ExplanationDataset
+from ..errors import UserError
 from ..ops.interval_bounds import layers, margin_bounds, mask_box
 from ..ops.masked_pgd import masked_pgd
 from ..ops.modes import eval_mode
@@ -75,8 +76,6 @@ def robust_metrics(model: nn.Module, dataset: ExplanationDataset, eps: Optional[
     the eps and steps used. IBP is None (with ``ibp_note`` naming the layers) for a model interval bounds
     do not support; both are None when the data range is not finite (no box to search) and NaN when no
     example has a mask (every box is a point: the numbers would only repeat the clean accuracy)."""
-    from ..errors import UserError
-
     lo, hi = dataset.input_range
     if eps is None:
         eps = float(hi - lo) if math.isfinite(lo) and math.isfinite(hi) else None
