@@ -251,3 +251,11 @@ def test_preset_training_settings_reach_the_planned_configs(tmp_path):
                                                                 default.lr_schedule)
     mixed = plan("--preset", "ross2017", "--lr-schedule", "cosine", "--epochs", "3")  # flags override the preset
     assert (mixed.model, mixed.epochs, mixed.lr_schedule) == ("mlp-ross", 3, "cosine")
+
+
+def test_time_left_uses_each_methods_own_duration():
+    done = [("erm", 10.0), ("erm", 20.0), ("pgd_ex", 100.0)]
+    # two pgd_ex (100 each), one erm (15), one unseen method (the overall mean, 130 / 3)
+    expected = (2 * 100.0 + 15.0 + 130.0 / 3) / 2
+    assert bench.estimate_seconds_left(done, ["pgd_ex", "pgd_ex", "erm", "rrr"], jobs=2) == pytest.approx(expected)
+    assert bench.estimate_seconds_left(done, [], jobs=2) == 0

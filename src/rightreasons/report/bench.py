@@ -140,6 +140,17 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def estimate_seconds_left(durations: Sequence[tuple[str, float]], methods_left: Sequence[str], jobs: int) -> float:
+    """Wall seconds the runs of ``methods_left`` will take, ``jobs`` at a time: each at the mean of its
+    method's finished runs, or at the mean of all finished runs for a method not seen yet."""
+    overall = sum(d for _, d in durations) / len(durations)
+    by_method: dict[str, list[float]] = {}
+    for method, seconds in durations:
+        by_method.setdefault(method, []).append(seconds)
+    total = sum(sum(by_method[m]) / len(by_method[m]) if m in by_method else overall for m in methods_left)
+    return total / jobs
+
+
 def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
               log: Optional[Callable[[str], None]] = None,
               on_finish: Optional[Callable[[RunSpec], None]] = None) -> dict:
@@ -184,9 +195,9 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                         queue = [q for q in queue if q not in same]
                         failed += [(q.name, f"skipped after {spec.name} failed") for q in same]
                     continue
-                durations.append(seconds)
-                left = len(queue) + len(active)
-                eta = sum(durations) / len(durations) * left / jobs
+                durations.append((spec.config.method, seconds))
+                eta = estimate_seconds_left(durations, [q.config.method for q in queue]
+                                            + [a[0].config.method for a in active], jobs)
                 log(f"[{done}/{len(todo)}] {spec.name}: {_brief(spec.dir)}, {seconds:.0f}s; about {eta / 60:.1f} min left")
                 if on_finish is not None:
                     on_finish(spec)
