@@ -48,6 +48,8 @@ class RRR(Method):
 
     def penalties(self, model, batch, x, logits, ctx):
         mask = torch.ones_like(batch.x) if self.everywhere else batch.effective_mask
+        if self.lam == 0 or not bool(mask.any()):  # nothing to penalise: skip the double backward
+            return {"rrr": logits.new_zeros(())}
         score = gradient_target(self.target)(logits, batch.y)
         (grad,) = torch.autograd.grad(score, x, create_graph=True)
         return {"rrr": self.lam * masked_gradient_norm(grad, mask, self.norm).mean()}
