@@ -398,6 +398,9 @@ TENSOR_CASES = [
      "tensors: y has shape (5,); expected (4,) to match x (4, 3)"),
     (lambda: ExplanationDataset(torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long)),
      "tensors: x must be a float tensor, got torch.int64"),
+    (lambda: ExplanationDataset(torch.tensor([[0.0, 1.0], [0.5, float("nan")], [1.0, float("inf")]]),
+                                torch.zeros(3, dtype=torch.long)),
+     "tensors: x has a NaN or infinite value (first in example 1)"),
 ]
 
 

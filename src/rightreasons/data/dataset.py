@@ -39,6 +39,9 @@ class ExplanationDataset:
         if x.dim() < 2:
             raise DataError(f"{name}: x must have shape (N, ...), got {tuple(x.shape)}")
         n = x.shape[0]
+        if n and not bool(torch.isfinite(x).all()):
+            bad = torch.nonzero(~torch.isfinite(x.reshape(n, -1)).all(1))[0].item()
+            raise DataError(f"{name}: x has a NaN or infinite value (first in example {bad}); clean or impute it first")
         if y.shape != (n,):
             raise DataError(f"{name}: y has shape {tuple(y.shape)}; expected ({n},) to match x {tuple(x.shape)}")
         if y.is_floating_point() or y.dtype == torch.bool:
