@@ -225,36 +225,29 @@ def _table(t, **kw):
     return make_table(t / "data.csv", n=40, **kw)
 
 
-def t_nan(t):
+def _table_with_line(t, index, line):
+    """A valid table whose line ``index`` (0 = header) is replaced by ``line``."""
     p = _table(t)
     lines = p.read_text().splitlines()
-    lines[2] = "0.1,nan,0.3,1,0"
+    lines[index] = line
     p.write_text("\n".join(lines) + "\n")
     return f"csv:{p}", {}
+
+
+def t_nan(t):
+    return _table_with_line(t, 2, "0.1,nan,0.3,1,0")
 
 
 def t_empty_cell(t):
-    p = _table(t)
-    lines = p.read_text().splitlines()
-    lines[2] = ",0.2,0.3,1,0"
-    p.write_text("\n".join(lines) + "\n")
-    return f"csv:{p}", {}
+    return _table_with_line(t, 2, ",0.2,0.3,1,0")
 
 
 def t_not_number(t):
-    p = _table(t)
-    lines = p.read_text().splitlines()
-    lines[4] = "0.1,0.2,abc,1,0"
-    p.write_text("\n".join(lines) + "\n")
-    return f"csv:{p}", {}
+    return _table_with_line(t, 4, "0.1,0.2,abc,1,0")
 
 
 def t_inf(t):
-    p = _table(t)
-    lines = p.read_text().splitlines()
-    lines[3] = "inf,0.2,0.3,1,0"
-    p.write_text("\n".join(lines) + "\n")
-    return f"csv:{p}", {}
+    return _table_with_line(t, 3, "inf,0.2,0.3,1,0")
 
 
 def t_unknown_feature(t):

@@ -224,23 +224,18 @@ def test_presets_plan_their_comparison(name, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_preset_training_settings_reach_the_planned_configs(tmp_path):
-    from rightreasons.report import bench
-    from rightreasons.report.cli import bench_command  # noqa: F401  (the flags are parsed there)
+def test_preset_training_settings_reach_the_planned_configs(tmp_path, monkeypatch):
+    original = bench.plan_runs
 
     def plan(*args):
         captured = {}
-        original = bench.plan_runs
 
         def spy(out, datasets, methods, seeds, base, *rest, **kw):
             captured["base"] = base
             return original(out, datasets, methods, seeds, base, *rest, **kw)
 
-        bench.plan_runs = spy
-        try:
-            assert main(["bench", *args, "--out", str(tmp_path / "p"), "--dry-run", "--seeds", "1"]) == 0
-        finally:
-            bench.plan_runs = original
+        monkeypatch.setattr(bench, "plan_runs", spy)
+        assert main(["bench", *args, "--out", str(tmp_path / "p"), "--dry-run", "--seeds", "1"]) == 0
         return captured["base"]
 
     ross = plan("--preset", "ross2017")

@@ -15,6 +15,7 @@ import torch
 
 from ..batch import Batch
 from ..ops.input_gradients import input_gradients
+from .wrong_reason import wrong_reason
 
 
 def mask_share(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -44,8 +45,6 @@ class MaskShareAccumulator:
             share = share[~share.isnan()]
             self.total += share.sum().item()
             self.count += share.numel()
-            from .wrong_reason import wrong_reason
-
             wrong = wrong_reason(grad[keep], batch.mask[keep])
             wrong = wrong[~wrong.isnan()]
             self.wrong_total += wrong.sum().item()
