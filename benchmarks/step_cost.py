@@ -2,13 +2,13 @@
 
 One step = method loss (forward + explanation terms) + backward + Adam step, batch 256 of 1x28x28
 inputs (random pixels in [0, 1], random labels, a 4x4 decoy-style swatch in a random corner as the
-mask) on the built-in ``mlp`` and ``cnn`` models. Methods are timed interleaved: each round runs a
-few steps of every method (in a rotated order), and the table shows the median over rounds, so a
-machine that is busy for a while slows every method alike. Every registered method is picked up;
+mask) on the built-in ``mlp``, ``cnn`` and ``cnn-strided`` models. Methods are timed interleaved: each
+round runs a few steps of every method (in a rotated order), and the table shows the median over
+rounds, so a machine that is busy for a while slows every method alike. Every registered method is picked up;
 those that cannot run on plain tensors (e.g. they need a split model) are skipped with a note.
 Schedules are advanced past their ramps, so robust terms are at full strength.
 
-    python benchmarks/step_cost.py [--rounds 5] [--steps 5] [--models mlp,cnn] [--methods erm,ibp_ex]
+    python benchmarks/step_cost.py [--rounds 5] [--steps 5] [--models mlp,cnn,cnn-strided] [--methods erm,ibp_ex]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median taken)")
     parser.add_argument("--steps", type=int, default=5, help="steps per method per round")
-    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--models", default="mlp,cnn,cnn-strided")
     parser.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)

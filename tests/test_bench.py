@@ -152,6 +152,15 @@ def test_plan_and_method_sets(tmp_path):
     if "feature_kl" in METHODS.names():  # needs a split model: trained on the split version of the model
         (spec,) = bench.plan_runs(tmp_path, ["decoy-mnist"], ["feature_kl"], [0], TrainConfig(epochs=1))
         assert spec.config.model == "split-mlp"
+        (spec,) = bench.plan_runs(tmp_path, ["decoy-mnist-half"], ["feature_kl"], [0], TrainConfig(epochs=1))
+        assert spec.config.model == "split-cnn-strided"
+
+
+def test_auto_model_is_resolved_per_dataset_in_the_plan(tmp_path):
+    specs = bench.plan_runs(tmp_path, ["decoy-mnist", "decoy-mnist-half"], ["erm"], [0], TrainConfig(epochs=1))
+    assert [s.config.model for s in specs] == ["mlp", "cnn-strided"]
+    specs = bench.plan_runs(tmp_path, ["decoy-mnist", "decoy-mnist-half"], ["erm"], [0], TrainConfig(model="cnn"))
+    assert [s.config.model for s in specs] == ["cnn", "cnn"]
 
 
 def test_a_failing_run_is_reported_and_its_other_seeds_skipped(tmp_path, capsys):

@@ -69,6 +69,7 @@ def test_list_shows_registries(capsys):
     out = capsys.readouterr().out
     for name in ("decoy-mnist", "decoy-mnist-half", "toy-colors", "mlp", "cnn", "erm", "rrr", "lam=10.0"):
         assert name in out
+    assert "default model (--model auto): mlp; decoy-mnist-half: cnn-strided" in out
 
 
 @pytest.mark.parametrize(

@@ -67,3 +67,20 @@ def test_fuzzed_configs_load_or_raise_user_error(raw):
     else:
         assert isinstance(config.epochs, int) and config.epochs >= 1
         assert isinstance(config.lr, float) and config.lr > 0
+
+
+def test_auto_model_is_the_datasets_default_and_is_written_resolved():
+    from rightreasons.data import default_model, register_dataset
+    from rightreasons.train.run import resolved_config
+
+    assert TrainConfig().model == "auto"
+    assert TrainConfig(data="decoy-mnist").model_name() == "mlp"
+    assert TrainConfig(data="decoy-mnist-half").model_name() == "cnn-strided"
+    assert TrainConfig(data="folder:/some/images").model_name() == "mlp"
+    assert TrainConfig(data="decoy-mnist-half", model="mlp").model_name() == "mlp"
+    resolved = resolved_config(TrainConfig(data="decoy-mnist-half", method="erm"))
+    assert resolved.model == "cnn-strided" and resolved.to_dict()["model"] == "cnn-strided"
+    assert default_model("no-such-dataset") == "mlp"
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset("decoy-mnist-half", default_model="mlp")(lambda seed=0: None)
+    assert default_model("decoy-mnist-half") == "cnn-strided"  # a refused registration changes nothing

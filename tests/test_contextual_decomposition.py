@@ -62,7 +62,7 @@ def test_completeness_cnn_with_maxpool_batchnorm_dropout(activation_rule):
 def test_builtin_models_complete():
     from rightreasons.models import create_model
 
-    for name, shape in (("mlp", (1, 28, 28)), ("cnn", (1, 12, 12))):
+    for name, shape in (("mlp", (1, 28, 28)), ("cnn", (1, 12, 12)), ("cnn-strided", (1, 12, 12))):
         torch.manual_seed(0)
         model = create_model(name, shape, 10).double()
         x = torch.rand(3, *shape, dtype=torch.float64)

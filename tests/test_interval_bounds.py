@@ -43,18 +43,19 @@ def _slow_linear(W, b, lo, hi):
 
 
 def _slow_conv(conv, lo, hi):
-    """lo/hi: nested lists [c][h][w]; stride 1, zero padding, no groups."""
-    W, b, p = conv.weight.detach(), conv.bias.detach(), conv.padding[0]
+    """lo/hi: nested lists [c][h][w]; any stride, zero padding, no groups."""
+    W, b, p, s = conv.weight.detach(), conv.bias.detach(), conv.padding[0], conv.stride[0]
     C, H, Wd = len(lo), len(lo[0]), len(lo[0][0])
     k = W.shape[2]
-    out_lo = [[[0.0] * Wd for _ in range(H)] for _ in range(W.shape[0])]
-    out_hi = [[[0.0] * Wd for _ in range(H)] for _ in range(W.shape[0])]
+    Ho, Wo = (H + 2 * p - k) // s + 1, (Wd + 2 * p - k) // s + 1
+    out_lo = [[[0.0] * Wo for _ in range(Ho)] for _ in range(W.shape[0])]
+    out_hi = [[[0.0] * Wo for _ in range(Ho)] for _ in range(W.shape[0])]
     for o in range(W.shape[0]):
-        for r in range(H):
-            for c in range(Wd):
+        for r in range(Ho):
+            for c in range(Wo):
                 s_lo = s_hi = float(b[o])
                 for ci, dr, dc in itertools.product(range(C), range(k), range(k)):
-                    rr, cc = r + dr - p, c + dc - p
+                    rr, cc = r * s + dr - p, c * s + dc - p
                     if 0 <= rr < H and 0 <= cc < Wd:
                         w = float(W[o, ci, dr, dc])
                         a, e = w * lo[ci][rr][cc], w * hi[ci][rr][cc]
@@ -99,6 +100,22 @@ def test_agrees_with_slow_interval_arithmetic_in_float32(name):
         torch.testing.assert_close(lb[n].double(), slow_lb, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(ub[n].double(), slow_ub, rtol=1e-6, atol=1e-6)
     assert (ub - lb).max() > 1e-3  # the box is not degenerate, so the comparison means something
+
+
+def test_strided_cnn_agrees_with_slow_interval_arithmetic_in_float32():
+    from rightreasons.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("cnn-strided", (1, 9, 9), 3, channels=(3, 4), hidden=5)  # stride 2 (9 -> 5), then 1
+    assert [m.stride for m in model if isinstance(m, nn.Conv2d)] == [(2, 2), (1, 1)]
+    batch = tiny_batch(n=2, in_shape=(1, 9, 9))
+    lower, upper = mask_box(batch.x, batch.mask, 0.4, bounds=(0.0, 1.0))
+    lb, ub = interval_bounds(model, lower, upper)
+    for n in range(2):
+        slow_lb, slow_ub = _slow_bounds(model, lower[n], upper[n])
+        torch.testing.assert_close(lb[n].double(), slow_lb, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ub[n].double(), slow_ub, rtol=1e-6, atol=1e-6)
+    assert (ub - lb).max() > 1e-3
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -10,8 +10,8 @@ from rightreasons.errors import UserError
 from rightreasons.models import MODELS, create_model
 
 
-@pytest.mark.parametrize("name", ["mlp", "mlp-wide", "cnn"])
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 5, 5), (3, 28, 28)])
+@pytest.mark.parametrize("name", ["mlp", "mlp-wide", "cnn", "cnn-strided"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 5, 5), (3, 28, 28), (1, 9, 13)])
 def test_builtin_models_give_logits_of_the_right_shape(name, shape):
     model = create_model(name, shape, 7)
     assert model(torch.rand(4, *shape)).shape == (4, 7)
@@ -27,6 +27,15 @@ def test_default_mlp_has_two_hidden_layers_of_100():
     model = create_model("mlp", (1, 28, 28), 10)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [(l.in_features, l.out_features) for l in linears] == [(784, 100), (100, 100), (100, 10)]
+
+
+def test_strided_cnn_halves_the_image_twice_without_pooling():
+    model = create_model("cnn-strided", (1, 28, 28), 10)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2), (2, 2)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(32 * 7 * 7, 256), (256, 10)]
 
 
 def test_user_factory_by_import_path(tmp_path, monkeypatch):
@@ -53,7 +62,7 @@ def test_user_factory_by_import_path(tmp_path, monkeypatch):
 
 
 def test_unknown_model_and_bad_input_shape():
-    with pytest.raises(UserError, match="unknown model 'resnet9000'; known: cnn, mlp, mlp-ross, mlp-wide"):
+    with pytest.raises(UserError, match="unknown model 'resnet9000'; known: cnn, cnn-strided, mlp, mlp-ross, mlp-wide"):
         create_model("resnet9000", (1, 28, 28), 10)
     with pytest.raises(UserError, match=r"needs image inputs \(C, H, W\)"):
         create_model("cnn", (20,), 2)

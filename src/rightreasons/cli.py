@@ -70,7 +70,8 @@ def cli():
 @click.option("--data", help="Dataset name (see `rightreasons list`).")
 @click.option("--method", help="Method name (see `rightreasons list`).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
-@click.option("--model", help="Model name, or package.module:factory for your own.")
+@click.option("--model", help="Model name, package.module:factory for your own, or auto (default): the "
+              "dataset's model (cnn-strided for decoy-mnist-half, else mlp).")
 @click.option("--epochs", type=int)
 @click.option("--seed", type=int)
 @click.option("--batch-size", type=int)
@@ -181,12 +182,14 @@ def evaluate(run_dir, data, data_options, split, eps, pgd_steps, no_robust, as_j
 def list_command():
     """Show the registered datasets, models and methods."""
     from . import methods  # noqa: F401
-    from .data import DATASETS
+    from .data import DATASETS, DEFAULT_MODEL, default_model
     from .methods import METHODS
     from .models import MODELS
 
     click.echo("datasets: " + ", ".join(DATASETS.names()) + "  (or folder:PATH, csv:PATH for your own data)")
     click.echo("models:   " + ", ".join(MODELS.names()) + "  (or package.module:factory)")
+    own = [f"{name}: {default_model(name)}" for name in DATASETS.names() if default_model(name) != DEFAULT_MODEL]
+    click.echo(f"default model (--model auto): {DEFAULT_MODEL}" + (f"; {', '.join(own)}" if own else ""))
     click.echo("methods:")
     for name in METHODS.names():
         cls = METHODS.get(name)

@@ -1,4 +1,4 @@
-"""Model registry: the default MLP (784-100-100-10), the 784-50-30-10 MLP of Ross et al. 2017, a wider MLP, a small CNN, or any nn.Module.
+"""Model registry: the default MLP (784-100-100-10), the 784-50-30-10 MLP of Ross et al. 2017, a wider MLP, two small CNNs, or any nn.Module.
 
 Built-in models are plain ``nn.Sequential`` stacks of standard layers, so that bound propagation and
 contextual decomposition (which dispatch on layer type) work on them. Factories take the input shape
@@ -60,16 +60,33 @@ def mlp_wide(input_shape, num_classes, hidden: tuple[int, ...] = (512, 512)) -> 
 def cnn(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hidden: int = 128) -> nn.Sequential:
     """A small CNN: two 3x3 conv + ReLU blocks (each followed by 2x2 max pooling when the image is at
     least 8 pixels wide), then a 128-unit hidden layer."""
+    return _conv_net("cnn", input_shape, num_classes, channels, hidden, stride=1)
+
+
+@register_model("cnn-strided")
+def cnn_strided(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hidden: int = 256) -> nn.Sequential:
+    """A cheaper CNN: two 3x3 convs with stride 2 (no pooling; stride 1 once the image is under 8
+    pixels wide) + ReLU, then a 256-unit hidden layer. Each conv computes 4x fewer outputs than
+    ``cnn``'s. The default model of ``decoy-mnist-half`` (the digit sits in either half, which an MLP
+    handles poorly): ERM without the shortcut (``minority=1.0``) reaches worst-group 0.971 there (the
+    784-100-100 MLP 0.940, ``cnn`` 0.970); ibp_ex+rrr 0.958 (100 hidden units: 0.952), seed 0."""
+    return _conv_net("cnn-strided", input_shape, num_classes, channels, hidden, stride=2)
+
+
+def _conv_net(name, input_shape, num_classes, channels, hidden, stride) -> nn.Sequential:
     if len(input_shape) != 3:
-        raise UserError(f"model 'cnn' needs image inputs (C, H, W), got input shape {tuple(input_shape)}")
+        raise UserError(f"model {name!r} needs image inputs (C, H, W), got input shape {tuple(input_shape)}")
     c, h, w = input_shape
     layers: list[nn.Module] = []
     for out in channels:
-        layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU()]
+        shrink = min(h, w) >= 8
+        s = stride if shrink else 1
+        layers += [nn.Conv2d(c, out, 3, stride=s, padding=1), nn.ReLU()]
         c = out
-        if min(h, w) >= 8:
-            layers.append(nn.MaxPool2d(2))
-            h, w = h // 2, w // 2
+        if shrink:
+            if s == 1:
+                layers.append(nn.MaxPool2d(2))
+            h, w = (h // 2, w // 2) if s == 1 else ((h - 1) // 2 + 1, (w - 1) // 2 + 1)
     layers += [nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
     return nn.Sequential(*layers)
 

@@ -10,11 +10,11 @@ A model follows the protocol when it has three callables
 and ``model(x) == model.classify(model.mapping(model.features(x)))``. :func:`split_model` returns them
 (or raises a one-line :class:`UserError` saying how to get such a model).
 
-Built-in split models (registered as ``split-mlp`` and ``split-cnn``) are :class:`SplitSequential`:
+Built-in split models (registered as ``split-mlp``, ``split-cnn`` and ``split-cnn-strided``) are :class:`SplitSequential`:
 plain ``nn.Sequential`` stacks (so bound propagation and contextual decomposition still work on them)
 with one extra square ``nn.Linear`` -- the mapping -- inserted after a hidden layer: for ``split-mlp``
 after the first one (``mapping_after=0``, measured to work best on Decoy-MNIST), for ``split-mlp-ross``
-and ``split-cnn`` before the last classification layer, at the width of the penultimate features (the
+and the split CNNs before the last classification layer, at the width of the penultimate features (the
 poster's f is the backbone, c the fully connected head). The mapping starts as the identity (weight I, bias 0), so at initialisation g changes nothing
 and the network computes c(f(x)). It is an ordinary layer of the model, saved in ``model.safetensors``
 and rebuilt by ``load_run`` from the model name. ``mapping_after`` (an index into the hidden layers,
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .models import cnn, register_model
+from .models import cnn, cnn_strided, register_model
 
 
 class SplitSequential(nn.Sequential):
@@ -120,6 +120,13 @@ def split_cnn(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hi
     """The built-in ``cnn`` with a square identity-initialised mapping layer on its ``hidden``-unit
     penultimate features (before the classification layer)."""
     base = cnn(input_shape, num_classes, channels=channels, hidden=hidden)
+    return insert_mapping(base, len(base) - 1)
+
+
+@register_model("split-cnn-strided")
+def split_cnn_strided(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hidden: int = 256) -> SplitSequential:
+    """``cnn-strided`` with the mapping layer on its penultimate features, as ``split-cnn``."""
+    base = cnn_strided(input_shape, num_classes, channels=channels, hidden=hidden)
     return insert_mapping(base, len(base) - 1)
 
 

@@ -12,11 +12,28 @@ from ..registry import Registry
 from .dataset import DataSplits, ExplanationDataset
 
 DATASETS: Registry = Registry("dataset")
+#: the model trained when a config says ``model="auto"`` (the default) and the dataset names none
+DEFAULT_MODEL = "mlp"
+_DEFAULT_MODELS: dict[str, str] = {}
 
 
-def register_dataset(name: str):
-    """Decorator: register ``factory(seed: int = 0, **options) -> DataSplits`` under ``name``."""
-    return DATASETS.register(name)
+def register_dataset(name: str, default_model: str = DEFAULT_MODEL):
+    """Decorator: register ``factory(seed: int = 0, **options) -> DataSplits`` under ``name``, with the
+    model that ``model="auto"`` trains on it."""
+    add = DATASETS.register(name)
+
+    def register(factory):
+        add(factory)
+        _DEFAULT_MODELS[name] = default_model
+        return factory
+
+    return register
+
+
+def default_model(data: str) -> str:
+    """The model ``model="auto"`` means for dataset ``data``: the one it registered, else ``mlp``
+    (also for your own ``folder:``/``csv:`` data)."""
+    return _DEFAULT_MODELS.get(data, DEFAULT_MODEL)
 
 
 def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
@@ -37,5 +54,5 @@ def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
 from . import color_mnist, decoy_mnist, toy_colors  # noqa: E402,F401
 from .mnist_source import fetch_mnist, load_mnist  # noqa: E402
 
-__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "fetch_mnist", "load_dataset", "load_mnist",
-           "register_dataset"]
+__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "default_model", "fetch_mnist", "load_dataset",
+           "load_mnist", "register_dataset"]

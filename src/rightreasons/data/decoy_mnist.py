@@ -200,9 +200,12 @@ def decoy_mnist(seed: int = 0, **options) -> DataSplits:
     return build_decoy(VARIANTS["decoy-mnist"], seed, options)
 
 
-@register_dataset("decoy-mnist-half")
+@register_dataset("decoy-mnist-half", default_model="cnn-strided")
 def decoy_mnist_half(seed: int = 0, **options) -> DataSplits:
-    """Heo et al. 2023 half-image Decoy-MNIST (digit in one half, 25*y fill in the other)."""
+    """Heo et al. 2023 half-image Decoy-MNIST (digit in one half, 25*y fill in the other). Trained on
+    ``cnn-strided`` by default: the digit sits in either half, and without any shortcut the
+    784-100-100 MLP's worst class reaches only 0.940 here (``cnn-strided`` 0.971); Heo et al.'s code also
+    uses a CNN for its decoy MNIST."""
     return build_decoy(VARIANTS["decoy-mnist-half"], seed, options)
 
 

@@ -15,7 +15,7 @@ import click
 @click.option("--threshold", default=0.67, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True),
               help="A feature joins the mask where |grad| > threshold * max |grad| (per example).")
 @click.option("--method", default="rrr", show_default=True, help="A mask-reading method to train each model with.")
-@click.option("--model", help="Model name, or package.module:factory.")
+@click.option("--model", help="Model name, package.module:factory, or auto (default: the dataset's model).")
 @click.option("--epochs", type=int)
 @click.option("--seed", type=int)
 @click.option("--batch-size", type=int)

@@ -67,7 +67,7 @@ def plan_runs(out: str | Path, datasets: Sequence[str], methods: Sequence[str], 
         for method in methods:
             for seed in seeds:
                 config = base.replace(data=data, method=method, seed=int(seed), threads=threads,
-                                      model=model_for(method, base.model),
+                                      model=model_for(method, base.replace(data=data).model_name()),
                                       params=dict(params.get(method, {})),
                                       data_options={**base.data_options, **data_options.get(data, {})})
                 config.validate()
@@ -215,7 +215,7 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
 
 
 #: models that methods needing Tao & Shokri's split-model protocol are trained on instead
-SPLIT_MODELS = {"mlp": "split-mlp", "mlp-ross": "split-mlp-ross", "cnn": "split-cnn"}
+SPLIT_MODELS = {"mlp": "split-mlp", "mlp-ross": "split-mlp-ross", "cnn": "split-cnn", "cnn-strided": "split-cnn-strided"}
 
 
 def model_for(method: str, model: str) -> str:

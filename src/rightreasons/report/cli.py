@@ -38,7 +38,7 @@ def _scoped(items, option: str, known: list[str], what: str, fallback) -> dict:
 @click.option("--seeds", type=click.IntRange(min=1), help="Number of seeds (0 .. N-1); default 3.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Benchmark directory.")
 @click.option("--preset", help="A published comparison: ross2017 or heo2023 (flags given here override it).")
-@click.option("--model", help="Model name (default mlp).")
+@click.option("--model", help="Model name (default: auto, each dataset's model; a preset may name one).")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--lr", type=float)

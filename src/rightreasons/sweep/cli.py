@@ -75,7 +75,7 @@ def _params(trial, keys) -> str:
 @click.option("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db); share it to share the study.")
 @click.option("--study", "study_name", help="Study name (default DATA-METHOD); an existing study is joined.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A config.json to start from.")
-@click.option("--model", help="Model name, or package.module:factory.")
+@click.option("--model", help="Model name, package.module:factory, or auto (default: the dataset's model).")
 @click.option("--epochs", type=int)
 @click.option("--seed", type=int, help="Seed of every trial (data, init, batch order).")
 @click.option("--batch-size", type=int)

@@ -15,6 +15,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy")
 ON_NONFINITE = ("stop", "skip")
 LR_SCHEDULES = ("constant", "cosine")
+AUTO_MODEL = "auto"
 
 
 @dataclass
@@ -23,7 +24,9 @@ class TrainConfig:
 
     data: str = "decoy-mnist"
     data_options: dict = field(default_factory=dict)
-    model: str = "mlp"
+    #: a model name, ``package.module:factory``, or "auto": the dataset's default model (``mlp``, but
+    #: ``cnn-strided`` for decoy-mnist-half); run directories record the resolved name
+    model: str = "auto"
     model_options: dict = field(default_factory=dict)
     method: str = "rrr"
     params: dict = field(default_factory=dict)
@@ -74,6 +77,14 @@ class TrainConfig:
             raise UserError(f"config field 'on_nonfinite' must be one of {', '.join(ON_NONFINITE)}, got {self.on_nonfinite!r}")
         if self.select not in SELECTIONS:
             raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+
+    def model_name(self) -> str:
+        """The model to build: ``model``, with "auto" replaced by the dataset's default model."""
+        if self.model != AUTO_MODEL:
+            return self.model
+        from ..data import default_model
+
+        return default_model(self.data)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -44,13 +44,14 @@ def build_model(config: TrainConfig, input_shape, num_classes: int) -> nn.Module
     """The model the config names, initialised from ``config.seed`` without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return create_model(config.model, input_shape, num_classes, **config.model_options)
+        return create_model(config.model_name(), input_shape, num_classes, **config.model_options)
 
 
 def resolved_config(config: TrainConfig) -> TrainConfig:
-    """The config with the method's hyperparameters filled in with their defaults (validated)."""
+    """The config with the method's hyperparameters filled in with their defaults (validated) and the
+    model named ("auto" -> the dataset's default model)."""
     method = create_method(config.method, **config.params)
-    return config.replace(params=dict(method.params))
+    return config.replace(model=config.model_name(), params=dict(method.params))
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
