@@ -161,6 +161,7 @@ def test_auto_model_is_resolved_per_dataset_in_the_plan(tmp_path):
     assert [s.config.model for s in specs] == ["mlp", "cnn-strided"]
     specs = bench.plan_runs(tmp_path, ["decoy-mnist", "decoy-mnist-half"], ["erm"], [0], TrainConfig(model="cnn"))
     assert [s.config.model for s in specs] == ["cnn", "cnn"]
+    assert [s.config.epochs for s in specs] == [15, 20]  # unset epochs: each dataset's default
 
 
 def test_a_failing_run_is_reported_and_its_other_seeds_skipped(tmp_path, capsys):

@@ -70,6 +70,7 @@ def test_list_shows_registries(capsys):
     for name in ("decoy-mnist", "decoy-mnist-half", "toy-colors", "mlp", "cnn", "erm", "rrr", "lam=10.0"):
         assert name in out
     assert "default model (--model auto): mlp; decoy-mnist-half: cnn-strided" in out
+    assert "default epochs: 15; decoy-mnist-half: 20" in out
 
 
 @pytest.mark.parametrize(
@@ -83,7 +84,7 @@ def test_list_shows_registries(capsys):
         (["train", "--param", "eta=1", "--out", "{tmp}/o"], "has no parameter 'eta'"),
         (["train", "--param", "lam=-1", "--out", "{tmp}/o"], "outside"),
         (["train", "--config", "{tmp}/missing.json", "--out", "{tmp}/o"], "cannot read config"),
-        (["train", "--epochs", "0", "--out", "{tmp}/o"], "'epochs' must be >= 1"),
+        (["train", "--epochs", "0", "--out", "{tmp}/o"], "'epochs' must be a positive integer"),
         (["train", "--data-option", "val=sideways", "--out", "{tmp}/o", "--data-option", "source={idx}"], "val"),
         (["train", "--data-option", "source={tmp}/nowhere", "--out", "{tmp}/o"], "nowhere"),
         (["evaluate", "{tmp}/no-such-run"], "no such run directory"),

@@ -21,8 +21,9 @@ def test_round_trip(tmp_path):
     "raw, message",
     [
         ({"epoch": 3}, "unknown field 'epoch'"),
-        ({"epochs": "3"}, "'epochs' must be int"),
-        ({"epochs": 0}, "'epochs' must be >= 1"),
+        ({"epochs": "3"}, "'epochs' must be a positive integer or null"),
+        ({"epochs": 0}, "'epochs' must be a positive integer"),
+        ({"epochs": True}, "'epochs' must be a positive integer"),
         ({"lr": -1.0}, "'lr' must be > 0"),
         ({"lr": True}, "'lr' must be float"),
         ({"optimizer": "rmsprop"}, "'optimizer' must be one of"),
@@ -65,7 +66,8 @@ def test_fuzzed_configs_load_or_raise_user_error(raw):
     except UserError as exc:
         assert "\n" not in str(exc)
     else:
-        assert isinstance(config.epochs, int) and config.epochs >= 1
+        assert config.epochs is None or (isinstance(config.epochs, int) and config.epochs >= 1)
+        assert isinstance(config.epoch_count(), int) and config.epoch_count() >= 1
         assert isinstance(config.lr, float) and config.lr > 0
 
 
@@ -84,3 +86,17 @@ def test_auto_model_is_the_datasets_default_and_is_written_resolved():
     with pytest.raises(ValueError, match="already registered"):
         register_dataset("decoy-mnist-half", default_model="mlp")(lambda seed=0: None)
     assert default_model("decoy-mnist-half") == "cnn-strided"  # a refused registration changes nothing
+
+
+def test_unset_epochs_are_the_datasets_default_and_written_resolved():
+    from rightreasons.data import default_epochs
+    from rightreasons.train.run import resolved_config
+
+    assert TrainConfig().epochs is None
+    assert TrainConfig(data="decoy-mnist").epoch_count() == 15
+    assert TrainConfig(data="decoy-mnist-half").epoch_count() == 20
+    assert TrainConfig(data="csv:/some/table.csv").epoch_count() == 15
+    assert TrainConfig(data="decoy-mnist-half", epochs=3).epoch_count() == 3
+    resolved = resolved_config(TrainConfig(data="decoy-mnist-half", method="erm"))
+    assert resolved.epochs == 20 and resolved.to_dict()["epochs"] == 20
+    assert default_epochs("no-such-dataset") == 15

@@ -179,3 +179,15 @@ def test_the_optimiser_uses_the_scheduled_rate_at_every_step():
     assert len(seen) == total
     assert seen == pytest.approx([trainer.learning_rate(config, s, total) for s in range(total)])
     assert seen[0] == pytest.approx(0.01) and seen[-1] < 0.01 * 0.01
+
+
+def test_unset_epochs_train_for_the_named_datasets_default():
+    data = shortcut_splits(n_train=64, n_eval=32)
+    lines = []
+    for name, expected in (("decoy-mnist-half", 20), ("decoy-mnist", 15)):
+        config = TrainConfig(data=name, method="erm", batch_size=64, threads=1)
+        model = build_model(config.replace(model="mlp"), data.input_shape, data.num_classes)
+        lines.clear()
+        result = fit(model, create_method("erm"), data, config, log=lines.append)
+        assert result.selected_epoch == expected and len(lines) == expected
+        assert lines[-1].startswith(f"epoch {expected}/{expected} ")

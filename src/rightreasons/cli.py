@@ -72,7 +72,7 @@ def cli():
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @click.option("--model", help="Model name, package.module:factory for your own, or auto (default): the "
               "dataset's model (cnn-strided for decoy-mnist-half, else mlp).")
-@click.option("--epochs", type=int)
+@click.option("--epochs", type=int, help="Epochs to train (default: the dataset's, 20 for decoy-mnist-half, else 15).")
 @click.option("--seed", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
@@ -182,7 +182,7 @@ def evaluate(run_dir, data, data_options, split, eps, pgd_steps, no_robust, as_j
 def list_command():
     """Show the registered datasets, models and methods."""
     from . import methods  # noqa: F401
-    from .data import DATASETS, DEFAULT_MODEL, default_model
+    from .data import DATASETS, DEFAULT_EPOCHS, DEFAULT_MODEL, default_epochs, default_model
     from .methods import METHODS
     from .models import MODELS
 
@@ -190,6 +190,8 @@ def list_command():
     click.echo("models:   " + ", ".join(MODELS.names()) + "  (or package.module:factory)")
     own = [f"{name}: {default_model(name)}" for name in DATASETS.names() if default_model(name) != DEFAULT_MODEL]
     click.echo(f"default model (--model auto): {DEFAULT_MODEL}" + (f"; {', '.join(own)}" if own else ""))
+    own = [f"{name}: {default_epochs(name)}" for name in DATASETS.names() if default_epochs(name) != DEFAULT_EPOCHS]
+    click.echo(f"default epochs: {DEFAULT_EPOCHS}" + (f"; {', '.join(own)}" if own else ""))
     click.echo("methods:")
     for name in METHODS.names():
         cls = METHODS.get(name)

@@ -14,17 +14,21 @@ from .dataset import DataSplits, ExplanationDataset
 DATASETS: Registry = Registry("dataset")
 #: the model trained when a config says ``model="auto"`` (the default) and the dataset names none
 DEFAULT_MODEL = "mlp"
+#: the number of epochs trained when a config leaves ``epochs`` unset and the dataset names none
+DEFAULT_EPOCHS = 15
 _DEFAULT_MODELS: dict[str, str] = {}
+_DEFAULT_EPOCHS: dict[str, int] = {}
 
 
-def register_dataset(name: str, default_model: str = DEFAULT_MODEL):
+def register_dataset(name: str, default_model: str = DEFAULT_MODEL, default_epochs: int = DEFAULT_EPOCHS):
     """Decorator: register ``factory(seed: int = 0, **options) -> DataSplits`` under ``name``, with the
-    model that ``model="auto"`` trains on it."""
+    model that ``model="auto"`` trains on it and the epochs a config without ``epochs`` trains for."""
     add = DATASETS.register(name)
 
     def register(factory):
         add(factory)
         _DEFAULT_MODELS[name] = default_model
+        _DEFAULT_EPOCHS[name] = default_epochs
         return factory
 
     return register
@@ -34,6 +38,12 @@ def default_model(data: str) -> str:
     """The model ``model="auto"`` means for dataset ``data``: the one it registered, else ``mlp``
     (also for your own ``folder:``/``csv:`` data)."""
     return _DEFAULT_MODELS.get(data, DEFAULT_MODEL)
+
+
+def default_epochs(data: str) -> int:
+    """The epochs a config without ``epochs`` trains for on dataset ``data``: the number it registered,
+    else 15 (also for your own ``folder:``/``csv:`` data)."""
+    return _DEFAULT_EPOCHS.get(data, DEFAULT_EPOCHS)
 
 
 def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
@@ -54,5 +64,5 @@ def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
 from . import color_mnist, decoy_mnist, toy_colors  # noqa: E402,F401
 from .mnist_source import fetch_mnist, load_mnist  # noqa: E402
 
-__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "default_model", "fetch_mnist", "load_dataset",
+__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "default_epochs", "default_model", "fetch_mnist", "load_dataset",
            "load_mnist", "register_dataset"]

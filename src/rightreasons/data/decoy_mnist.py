@@ -200,12 +200,13 @@ def decoy_mnist(seed: int = 0, **options) -> DataSplits:
     return build_decoy(VARIANTS["decoy-mnist"], seed, options)
 
 
-@register_dataset("decoy-mnist-half", default_model="cnn-strided")
+@register_dataset("decoy-mnist-half", default_model="cnn-strided", default_epochs=20)
 def decoy_mnist_half(seed: int = 0, **options) -> DataSplits:
     """Heo et al. 2023 half-image Decoy-MNIST (digit in one half, 25*y fill in the other). Trained on
     ``cnn-strided`` by default: the digit sits in either half, and without any shortcut the
     784-100-100 MLP's worst class reaches only 0.940 here (``cnn-strided`` 0.971); Heo et al.'s code also
-    uses a CNN for its decoy MNIST."""
+    uses a CNN for its decoy MNIST. 20 epochs by default: IBP-Ex spends its first 4 on the eps ramp, and
+    ibp_ex+rrr's worst class goes 0.958 -> 0.963 from 15 to 20 epochs (seed 0; seed 1: 0.957 at 20)."""
     return build_decoy(VARIANTS["decoy-mnist-half"], seed, options)
 
 

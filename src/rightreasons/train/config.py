@@ -30,7 +30,8 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     method: str = "rrr"
     params: dict = field(default_factory=dict)
-    epochs: int = 15
+    #: None: the dataset's default (15, but 20 for decoy-mnist-half); run directories record the number
+    epochs: Optional[int] = None
     batch_size: int = 256
     lr: float = 3e-3
     #: learning rate over training: constant, or cosine decay from lr to 0 over all steps (per step)
@@ -52,17 +53,15 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             kind = {"str": str, "int": int, "float": float, "dict": dict}.get(str(f.type).split("[")[0])
-            if f.name == "threads":
+            if f.name in ("threads", "epochs"):
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                    raise UserError(f"config field 'threads' must be a positive integer or null, got {value!r}")
+                    raise UserError(f"config field {f.name!r} must be a positive integer or null, got {value!r}")
                 continue
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
                 setattr(self, f.name, value)
             if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)):
                 raise UserError(f"config field {f.name!r} must be {kind.__name__}, got {value!r}")
-        if self.epochs < 1:
-            raise UserError(f"config field 'epochs' must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise UserError(f"config field 'batch_size' must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
@@ -85,6 +84,14 @@ class TrainConfig:
         from ..data import default_model
 
         return default_model(self.data)
+
+    def epoch_count(self) -> int:
+        """The epochs to train: ``epochs``, or the dataset's default when it is None."""
+        if self.epochs is not None:
+            return self.epochs
+        from ..data import default_epochs
+
+        return default_epochs(self.data)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
