@@ -107,13 +107,14 @@ def main(argv=None) -> None:
             runner.timed(args.steps)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {len(batch)}, "
           f"{args.rounds} rounds x {args.steps} steps, median per step")
-    print(f"{'model':<6} {'method':<14} {'ms/step':>9} {'x ERM':>7}")
+    width = max([len("model"), *map(len, table)])
+    print(f"{'model':<{width}} {'method':<14} {'ms/step':>9} {'x ERM':>7}")
     for model_name, runners in table.items():
         medians = {r.name: statistics.median(r.times) for r in runners}
         base = medians.get("erm")
         for name, t in medians.items():
             ratio = f"{t / base:7.2f}" if base else "    n/a"
-            print(f"{model_name:<6} {name:<14} {t * 1e3:9.2f} {ratio}")
+            print(f"{model_name:<{width}} {name:<14} {t * 1e3:9.2f} {ratio}")
     for note in notes:
         print("note:", note)
 
