@@ -100,3 +100,12 @@ def test_unset_epochs_are_the_datasets_default_and_written_resolved():
     resolved = resolved_config(TrainConfig(data="decoy-mnist-half", method="erm"))
     assert resolved.epochs == 20 and resolved.to_dict()["epochs"] == 20
     assert default_epochs("no-such-dataset") == 15
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "20"])
+def test_a_dataset_cannot_register_a_nonsense_epoch_count(bad):
+    from rightreasons.data import DATASETS, register_dataset
+
+    with pytest.raises(ValueError, match="default_epochs must be a positive integer"):
+        register_dataset("never-registered", default_epochs=bad)
+    assert "never-registered" not in DATASETS.names()

@@ -23,6 +23,8 @@ _DEFAULT_EPOCHS: dict[str, int] = {}
 def register_dataset(name: str, default_model: str = DEFAULT_MODEL, default_epochs: int = DEFAULT_EPOCHS):
     """Decorator: register ``factory(seed: int = 0, **options) -> DataSplits`` under ``name``, with the
     model that ``model="auto"`` trains on it and the epochs a config without ``epochs`` trains for."""
+    if isinstance(default_epochs, bool) or not isinstance(default_epochs, int) or default_epochs < 1:
+        raise ValueError(f"dataset {name!r}: default_epochs must be a positive integer, got {default_epochs!r}")
     add = DATASETS.register(name)
 
     def register(factory):
@@ -64,5 +66,5 @@ def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
 from . import color_mnist, decoy_mnist, toy_colors  # noqa: E402,F401
 from .mnist_source import fetch_mnist, load_mnist  # noqa: E402
 
-__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "default_epochs", "default_model", "fetch_mnist", "load_dataset",
-           "load_mnist", "register_dataset"]
+__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "default_epochs", "default_model", "fetch_mnist",
+           "load_dataset", "load_mnist", "register_dataset"]

@@ -67,7 +67,8 @@ PRESETS = {p.name: p for p in (
             "paper's code: a small CNN for its decoy MNIST; ours: the dataset's default model cnn-strided "
             "(two stride-2 3x3 convs of 16 and 32 channels, 256 hidden units)",
             "ours: every method's default hyperparameters, groups = label for every method (so G-DRO balances "
-            "classes), Adam lr 3e-3 with cosine decay, batch 256, 20 epochs (the dataset's default), 3 seeds, last epoch kept",
+            "classes), Adam lr 3e-3 with cosine decay, batch 256, 20 epochs (the dataset's default), 3 seeds, "
+            "last epoch kept",
         ),
     ),
 )}
