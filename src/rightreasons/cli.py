@@ -188,10 +188,10 @@ def list_command():
 
     click.echo("datasets: " + ", ".join(DATASETS.names()) + "  (or folder:PATH, csv:PATH for your own data)")
     click.echo("models:   " + ", ".join(MODELS.names()) + "  (or package.module:factory)")
-    own = [f"{name}: {default_model(name)}" for name in DATASETS.names() if default_model(name) != DEFAULT_MODEL]
-    click.echo(f"default model (--model auto): {DEFAULT_MODEL}" + (f"; {', '.join(own)}" if own else ""))
-    own = [f"{name}: {default_epochs(name)}" for name in DATASETS.names() if default_epochs(name) != DEFAULT_EPOCHS]
-    click.echo(f"default epochs: {DEFAULT_EPOCHS}" + (f"; {', '.join(own)}" if own else ""))
+    for label, default, of in (("default model (--model auto)", DEFAULT_MODEL, default_model),
+                               ("default epochs", DEFAULT_EPOCHS, default_epochs)):
+        own = [f"{name}: {of(name)}" for name in DATASETS.names() if of(name) != default]
+        click.echo(f"{label}: {default}" + (f"; {', '.join(own)}" if own else ""))
     click.echo("methods:")
     for name in METHODS.names():
         cls = METHODS.get(name)
