@@ -39,7 +39,9 @@ HEADER = """# Methods
 Every registered training method in one place: what it optimises (formula), where it comes from, and
 its hyperparameters with their defaults. Pass hyperparameters as `--param KEY=VALUE` on the command
 line or `create_method(name, KEY=VALUE)` in Python. Conventions: the mask m is 1 on what the model must
-ignore; inputs are in [0, 1]; CE is the cross-entropy averaged over the batch.
+ignore; inputs are in [0, 1] for the built-in datasets; CE is the cross-entropy averaged over the batch.
+A `clip_min` / `clip_max` of `none` means the training data's value range (`input_range`: [0, 1] for
+images, the observed range for tables and normalised folders); `-inf` / `inf` means no clamp.
 
 This file is generated from the code by `python -m rightreasons.method_docs --write`
 (tests/test_methods_doc.py fails when it is out of date).
@@ -47,6 +49,8 @@ This file is generated from the code by `python -m rightreasons.method_docs --wr
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "none"
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return repr(value) if isinstance(value, str) else str(value)
@@ -60,7 +64,10 @@ def parameter_rows(cls) -> list[str]:
         low, high = cls.bounds.get(key, (None, None))
         if not allowed and (low is not None or high is not None):
             allowed = f"[{'-inf' if low is None else _fmt(low)}, {'inf' if high is None else _fmt(high)}]"
-        rows.append(f"| `{key}` | {type(default).__name__} | `{_fmt(default)}` | {allowed} |")
+        kind = "float" if default is None else type(default).__name__
+        if default is None or key in cls.optional:
+            kind += " or none"
+        rows.append(f"| `{key}` | {kind} | `{_fmt(default)}` | {allowed} |")
     return rows
 
 

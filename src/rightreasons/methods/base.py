@@ -14,6 +14,7 @@ compose by summing penalties (see :class:`Combined`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
@@ -27,12 +28,15 @@ from ..errors import UserError
 
 @dataclass
 class StepContext:
-    """What a method may know about where training is: epoch (0-based), step, and its RNG."""
+    """What a method may know about where training is: epoch (0-based), step, its RNG, and the
+    training data's value range (``ExplanationDataset.input_range``; what a ``clip_min`` / ``clip_max``
+    of None clamps perturbed inputs to)."""
 
     epoch: int = 0
     num_epochs: int = 1
     step: int = 0
     generator: Optional[torch.Generator] = None
+    input_range: tuple[float, float] = (0.0, 1.0)
 
 
 @dataclass
@@ -44,8 +48,23 @@ class LossOutput:
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _coerce(method: str, name: str, value: Any, default: Any) -> Any:
-    """Convert ``value`` (possibly a CLI string) to the type of ``default``."""
+#: spellings of "no value" for an optional parameter (one whose default is None or listed in ``optional``)
+NONE_WORDS = ("none", "null")
+
+
+def _coerce(method: str, name: str, value: Any, default: Any, optional: bool = False) -> Any:
+    """Convert ``value`` (possibly a CLI string) to the type of ``default``. An optional parameter also
+    takes None (or "none" / "null"); one whose default is None is an optional float."""
+    if (optional or default is None) and (value is None or (isinstance(value, str) and value.strip().lower() in NONE_WORDS)):
+        return None
+    if default is None:
+        try:
+            number = math.nan if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if math.isnan(number):
+            raise UserError(f"method {method!r}: parameter {name!r} must be a number or none, got {value!r}")
+        return number
     kind = type(default)
     try:
         if kind is bool:
@@ -76,6 +95,22 @@ def _coerce(method: str, name: str, value: Any, default: Any) -> Any:
     raise UserError(f"method {method!r}: parameter {name!r} must be {kind.__name__}, got {value!r}")
 
 
+def check_clip_order(method: "Method") -> None:
+    """Refuse clip_min > clip_max when both are given (a None end is only known during training)."""
+    if method.clip_min is not None and method.clip_max is not None and not method.clip_min <= method.clip_max:
+        raise UserError(f"method {method.name!r}: clip_min={method.clip_min} must be <= clip_max={method.clip_max}")
+
+
+def clip_range(method: "Method", ctx: StepContext) -> Optional[tuple[float, float]]:
+    """The interval ``method`` clamps perturbed inputs to: its ``clip_min`` / ``clip_max``, each None
+    replaced by the training data's range ``ctx.input_range``; None (no clamp) when both are infinite."""
+    low = ctx.input_range[0] if method.clip_min is None else method.clip_min
+    high = ctx.input_range[1] if method.clip_max is None else method.clip_max
+    if not low <= high:
+        raise UserError(f"method {method.name!r}: clip_min={low} must be <= clip_max={high}")
+    return None if math.isinf(low) and math.isinf(high) else (float(low), float(high))
+
+
 class Method:
     """Base class: plain empirical risk minimisation unless a subclass adds penalties."""
 
@@ -86,6 +121,8 @@ class Method:
     choices: ClassVar[dict[str, tuple]] = {}
     #: hyperparameter name -> (low, high) inclusive bounds, either may be None
     bounds: ClassVar[dict[str, tuple]] = {}
+    #: names of parameters that may also be None (besides those whose default is None)
+    optional: ClassVar[frozenset] = frozenset()
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
@@ -94,13 +131,13 @@ class Method:
             raise UserError(f"method {self.name!r} has no parameter {unknown[0]!r}; its parameters: {known}")
         resolved = dict(self.defaults)
         for key, value in params.items():
-            resolved[key] = _coerce(self.name, key, value, self.defaults[key])
+            resolved[key] = _coerce(self.name, key, value, self.defaults[key], key in self.optional)
         for key, value in resolved.items():
             allowed = self.choices.get(key)
             if allowed is not None and value not in allowed:
                 raise UserError(f"method {self.name!r}: {key}={value!r} is not one of {', '.join(map(str, allowed))}")
             low, high = self.bounds.get(key, (None, None))
-            if (low is not None and value < low) or (high is not None and value > high):
+            if value is not None and (low is not None and value < low) or (high is not None and value > high):
                 raise UserError(f"method {self.name!r}: {key}={value!r} is outside [{low}, {high}]")
         self.params: dict[str, Any] = resolved
         for key, value in resolved.items():

@@ -31,5 +31,5 @@ from .rrr import RRR
 
 PgdExRRR = combine(PgdEx, RRR)
 IbpExRRR = combine(IbpEx, RRR)
-IbpExRRR.defaults = {**IbpExRRR.defaults, "eps": 0.05, "clip_min": 0.0, "clip_max": 1.0}
+IbpExRRR.defaults = {**IbpExRRR.defaults, "eps": 0.05, "clip_min": None, "clip_max": None}  # the data's range
 PgdExRRR.defaults = {**PgdExRRR.defaults, "eps": 0.3, "lam": 1.0}

@@ -52,6 +52,7 @@ def combine(*parts: type[Method]) -> type[Combined]:
     defaults: dict = {}
     choices: dict = {}
     bounds: dict = {}
+    optional: set = set()
     for part in parts:
         clash = set(defaults) & set(part.defaults)
         if clash:
@@ -59,11 +60,12 @@ def combine(*parts: type[Method]) -> type[Combined]:
         defaults.update(part.defaults)
         choices.update(part.choices)
         bounds.update(part.bounds)
+        optional |= set(part.optional) | {k for k, v in part.defaults.items() if v is None}
     name = "+".join(p.name for p in parts)
     cls = type(
         "".join(p.__name__ for p in parts),
         (Combined,),
         {"name": name, "parts": tuple(parts), "defaults": defaults, "choices": choices, "bounds": bounds,
-         "__doc__": f"Combination {name}: " + " + ".join(p.__name__ for p in parts) + " (penalties summed)."},
+         "optional": frozenset(optional), "__doc__": f"Combination {name}: " + " + ".join(p.__name__ for p in parts) + " (penalties summed)."},
     )
     return register_method(cls)

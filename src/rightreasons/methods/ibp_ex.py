@@ -12,7 +12,8 @@ linearly to ``eps`` over ``ramp_epochs`` while kappa goes 1 -> ``kappa_end``. Wi
 is centred at x and the clean forward pass is shared with the bound computation.
 
 Parameters (inputs in [0, 1]): ``eps`` (1.0), ``kappa_end`` (0.5), ``warmup_epochs`` (1),
-``ramp_epochs`` (3), ``bound`` ("margin"), ``clip_min`` / ``clip_max`` (-inf / inf: no clipping).
+``ramp_epochs`` (3), ``bound`` ("margin"), ``clip_min`` / ``clip_max`` (-inf / inf: no clipping; None:
+the training data's ``input_range``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..errors import UserError
 from ..ops.interval_bounds import interval_bounds, mask_box, masked_ibp
 from ..ops.schedules import ce_weight_schedule, eps_ramp
 from .avg_ex import annotated, explanation_mask
-from .base import LossOutput, Method
+from .base import LossOutput, Method, check_clip_order, clip_range
 from .registry import register_method
 
 
@@ -38,26 +39,22 @@ class IbpEx(Method):
     defaults = {"eps": 1.0, "kappa_end": 0.5, "warmup_epochs": 1.0, "ramp_epochs": 3.0, "bound": "margin",
                 "clip_min": -math.inf, "clip_max": math.inf}
     choices = {"bound": ("margin", "naive")}
+    optional = frozenset({"clip_min", "clip_max"})
     bounds = {"eps": (0.0, None), "kappa_end": (0.0, 1.0), "warmup_epochs": (0.0, None), "ramp_epochs": (0.0, None)}
 
     def __init__(self, **params):
         super().__init__(**params)
-        if not self.clip_min <= self.clip_max:
-            raise UserError(f"method {self.name!r}: clip_min={self.clip_min} must be <= clip_max={self.clip_max}")
+        check_clip_order(self)
         self.eps_schedule = eps_ramp(self.eps, self.warmup_epochs, self.ramp_epochs)
         self.kappa_schedule = ce_weight_schedule(self.kappa_end, self.warmup_epochs, self.ramp_epochs)
-
-    @property
-    def _clip(self):
-        return None if math.isinf(self.clip_min) and math.isinf(self.clip_max) else (self.clip_min, self.clip_max)
 
     def ce_weight(self, ctx):
         return self.kappa_schedule.current()
 
-    def _worst_logits(self, model, batch, mask, eps):
+    def _worst_logits(self, model, batch, mask, eps, clip):
         if self.bound == "margin":
-            return -masked_ibp(model, batch.x, batch.y, mask, eps, bounds=self._clip)
-        lower, upper = interval_bounds(model, *mask_box(batch.x, mask, eps, self._clip))
+            return -masked_ibp(model, batch.x, batch.y, mask, eps, bounds=clip)
+        lower, upper = interval_bounds(model, *mask_box(batch.x, mask, eps, clip))
         is_y = F.one_hot(batch.y, upper.shape[1]).bool()
         return torch.where(is_y, lower, upper)
 
@@ -78,7 +75,7 @@ class IbpEx(Method):
         mask = explanation_mask(batch)
         weight = annotated(mask)
         eps = self.eps_schedule.current()
-        worst = self._worst_logits(model, batch, mask, eps) if eps > 0 and bool(weight.any()) else None
+        worst = self._worst_logits(model, batch, mask, eps, clip_range(self, ctx)) if eps > 0 and bool(weight.any()) else None
         return {"ibp_ex": self._term(logits, worst, batch, weight)}
 
     def loss(self, model, batch, ctx):
@@ -87,7 +84,7 @@ class IbpEx(Method):
         weight = annotated(mask)
         eps = self.eps_schedule.current()
         if (self.kappa_schedule.current() == 1.0 or eps == 0 or not bool(weight.any())
-                or self.bound != "margin" or self._clip is not None):
+                or self.bound != "margin" or clip_range(self, ctx) is not None):
             return super().loss(model, batch, ctx)
         logits, margins = masked_ibp(model, batch.x, batch.y, mask, eps, clean=True, check_mask=False)
         ce = F.cross_entropy(logits, batch.y)

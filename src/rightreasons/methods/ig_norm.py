@@ -18,7 +18,8 @@ attribution norm is restricted to the mask too (un-annotated examples get x' = x
 Options: ``eps`` (0.1), ``pgd_steps`` (2), ``step_size`` (0 = 2.5 * eps / pgd_steps), ``random_start``
 (True; required by IG-NORM: its objective has zero gradient at x' = x), ``ig_steps`` (4) and
 ``pgd_ig_steps`` (2) path points, ``chunk_size`` (0 = all path points in one pass), ``region``,
-``clip_min`` / ``clip_max`` (0, 1). Chen et al.'s MNIST settings (a 2-conv CNN) are eps 0.3, 40 PGD
+``clip_min`` / ``clip_max`` (None: the training data's ``input_range``; -inf / inf: no clamp).
+Chen et al.'s MNIST settings (a 2-conv CNN) are eps 0.3, 40 PGD
 steps of 0.01, 50 IG points (10 in the attack), lam 1 / beta 0.1. Our defaults are what the
 784-50-30-10 MLP can afford and learn on a CPU: at eps 0.3 that MLP collapses (test accuracy 0.51,
 worst class 0.01); at eps 0.1 IG-SUM-NORM keeps 0.951 / worst class 0.908 (ERM: 0.971 / 0.958) and,
@@ -38,12 +39,12 @@ from ..batch import Batch
 from ..errors import UserError
 from ..ops.integrated_gradients import integrated_gradients
 from ..ops.modes import eval_mode
-from .base import LossOutput, Method, StepContext
+from .base import LossOutput, Method, StepContext, check_clip_order, clip_range
 from .registry import register_method
 
 REGIONS = ("all", "mask")
 RAR_DEFAULTS = {"eps": 0.1, "pgd_steps": 2, "step_size": 0.0, "random_start": True, "ig_steps": 4,
-                "pgd_ig_steps": 2, "chunk_size": 0, "region": "all", "clip_min": 0.0, "clip_max": 1.0}
+                "pgd_ig_steps": 2, "chunk_size": 0, "region": "all", "clip_min": None, "clip_max": None}
 RAR_BOUNDS = {"eps": (0.0, None), "pgd_steps": (0, None), "step_size": (0.0, None), "ig_steps": (1, None),
               "pgd_ig_steps": (1, None), "chunk_size": (0, None)}
 
@@ -71,9 +72,14 @@ class RobustAttribution(Method):
             return self.eps * batch.effective_mask
         return torch.full_like(batch.x, self.eps)
 
-    def project(self, x_adv: torch.Tensor, x: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    def __init__(self, **params):
+        super().__init__(**params)
+        check_clip_order(self)
+
+    @staticmethod
+    def project(x_adv: torch.Tensor, x: torch.Tensor, radius: torch.Tensor, clip) -> torch.Tensor:
         x_adv = torch.maximum(torch.minimum(x_adv, x + radius), x - radius)
-        return x_adv.clamp(self.clip_min, self.clip_max)
+        return x_adv if clip is None else x_adv.clamp(*clip)
 
     def attack(self, model: nn.Module, batch: Batch, objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                ctx: StepContext) -> torch.Tensor:
@@ -83,17 +89,18 @@ class RobustAttribution(Method):
         if self.eps == 0 or not bool((radius != 0).any()):
             return x
         x_adv = x
+        clip = clip_range(self, ctx)
         if self.random_start:
             if ctx.generator is None:
                 raise UserError(f"method {self.name!r} draws random numbers: pass a torch.Generator as StepContext.generator")
             noise = torch.rand(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device)
-            x_adv = self.project(x + (2 * noise - 1) * radius, x, radius)
+            x_adv = self.project(x + (2 * noise - 1) * radius, x, radius, clip)
         step = self.step_size or 2.5 * self.eps / max(self.pgd_steps, 1)
         with eval_mode(model), torch.enable_grad():
             for _ in range(self.pgd_steps):
                 x_adv = x_adv.detach().requires_grad_(True)
                 (grad,) = torch.autograd.grad(objective(x, x_adv), x_adv)
-                x_adv = self.project(x_adv + step * grad.sign() * (radius != 0), x, radius)
+                x_adv = self.project(x_adv + step * grad.sign() * (radius != 0), x, radius, clip)
         return x_adv.detach()
 
     def ig_term(self, model, batch, x_adv, steps, create_graph):

@@ -8,14 +8,13 @@ everywhere the loss is ERM's exactly). The attack runs in eval mode (see ``ops.m
 robust CE is then computed in the model's own mode. eps may ramp from 0 (``warmup_epochs``,
 ``ramp_epochs``; per epoch, saved by ``state_dict``).
 
-Parameters (inputs in [0, 1]): ``alpha`` (1.0), ``eps`` (1.0), ``steps`` (10), ``step_size`` (0 = 2.5 *
-eps / steps), ``random_start`` (False; draws from ``ctx.generator``), ``clip_min`` / ``clip_max`` (0, 1;
-use -inf / inf for no clamp), ``warmup_epochs`` / ``ramp_epochs`` (0, 0: constant eps).
+Parameters: ``alpha`` (1.0), ``eps`` (1.0, in the data's units: 1 spans [0, 1]), ``steps`` (10),
+``step_size`` (0 = 2.5 * eps / steps), ``random_start`` (False; draws from ``ctx.generator``),
+``clip_min`` / ``clip_max`` (None: the training data's ``input_range``, [0, 1] for the built-in image
+datasets; -inf / inf: no clamp), ``warmup_epochs`` / ``ramp_epochs`` (0, 0: constant eps).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,7 @@ from ..errors import UserError
 from ..ops.masked_pgd import masked_pgd
 from ..ops.schedules import eps_ramp
 from .avg_ex import annotated, explanation_mask, require_generator
-from .base import Method
+from .base import Method, check_clip_order, clip_range
 from .registry import register_method
 
 
@@ -34,12 +33,13 @@ class PgdEx(Method):
 
     name = "pgd_ex"
     defaults = {"alpha": 1.0, "eps": 1.0, "steps": 10, "step_size": 0.0, "random_start": False,
-                "clip_min": 0.0, "clip_max": 1.0, "warmup_epochs": 0.0, "ramp_epochs": 0.0}
+                "clip_min": None, "clip_max": None, "warmup_epochs": 0.0, "ramp_epochs": 0.0}
     bounds = {"alpha": (0.0, None), "eps": (0.0, None), "steps": (0, None), "step_size": (0.0, None),
               "warmup_epochs": (0.0, None), "ramp_epochs": (0.0, None)}
 
     def __init__(self, **params):
         super().__init__(**params)
+        check_clip_order(self)
         self.eps_schedule = eps_ramp(self.eps, self.warmup_epochs, self.ramp_epochs)
 
     def penalties(self, model, batch, x, logits, ctx):
@@ -53,7 +53,7 @@ class PgdEx(Method):
             return {"pgd_ex": self.alpha * (weight * robust).mean()}
         idx = weight.nonzero().squeeze(1) if not bool(weight.all()) else None
         xs, ys, ms = (batch.x, batch.y, mask) if idx is None else (batch.x[idx], batch.y[idx], mask[idx])
-        clip = None if math.isinf(self.clip_min) and math.isinf(self.clip_max) else (self.clip_min, self.clip_max)
+        clip = clip_range(self, ctx)
         gen = require_generator(self.name, ctx) if self.random_start else None
         x_adv = masked_pgd(model, xs.detach(), ys, ms, eps, self.steps, step_size=self.step_size or None,
                            bounds=clip, random_start=self.random_start, generator=gen)

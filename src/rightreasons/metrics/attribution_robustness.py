@@ -198,14 +198,15 @@ def attribution_robustness(
     region: str = "all",
     max_examples: int = 200,
     batch_size: int = 100,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
+    clip_min: Optional[float] = None,
+    clip_max: Optional[float] = None,
 ) -> dict:
     """Mean top-k intersection and Kendall tau-b of saliency maps before / after the top-k attack.
 
     Uses the first ``max_examples`` examples of ``dataset`` (deterministic; the attack draws no random
     numbers); ``attack_k`` defaults to min(2k, n) (Chen et al.: 200 and k = 100 on MNIST). Returns
     ``{"topk_intersection", "kendall", "evaluated", "misclassified", "no_mask"}``. The model runs in eval mode.
+    ``clip_min`` / ``clip_max`` default to ``dataset.input_range``.
     """
     if attribution not in ATTRIBUTIONS:
         raise UserError(f"attribution {attribution!r} is not one of {', '.join(ATTRIBUTIONS)}")
@@ -226,6 +227,10 @@ def attribution_robustness(
     if not 1 <= attack_k <= n_features:
         raise UserError(f"attribution_robustness: attack_k must be in [1, {n_features}], got {attack_k!r}")
 
+    clip_min = dataset.input_range[0] if clip_min is None else clip_min
+    clip_max = dataset.input_range[1] if clip_max is None else clip_max
+    if not clip_min <= clip_max:
+        raise UserError(f"attribution_robustness: clip_min={clip_min} must be <= clip_max={clip_max}")
     subset = dataset.subset(torch.arange(min(max_examples, len(dataset))))
     inter, kend = [], []
     counts = {"misclassified": 0, "no_mask": 0}

@@ -148,7 +148,8 @@ def fit(
                 with train_mode(model):
                     for index in train_set.index_batches(config.batch_size, shuffle=True, generator=gens["shuffle"]):
                         local = shard(index, rank, size) if size > 1 else index
-                        ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=step, generator=gens["method"])
+                        ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=step, generator=gens["method"],
+                                          input_range=train_set.input_range)
                         out = step_fn(train_set.batch(local), ctx)
                         step += 1
                         if bar is not None:
