@@ -169,6 +169,22 @@ def test_pgd_ex_term_is_the_ce_at_the_masked_adversary_of_annotated_examples():
     torch.testing.assert_close(term, expected.detach(), rtol=0, atol=1e-12)
 
 
+def test_pgd_ex_step_is_step_factor_times_eps_over_steps_unless_step_size_is_given():
+    model = tiny_mlp(dtype=torch.float64)
+    batch = tiny_batch(n=6, dtype=torch.float64)
+
+    def term(**params):
+        return started("pgd_ex", eps=0.5, steps=3, **params).loss(model, batch, ctx()).terms["pgd_ex"]
+
+    for factor in (1.0, 2.5):
+        x_adv = masked_pgd(model, batch.x[:-1], batch.y[:-1], batch.mask[:-1], 0.5, 3, step_size=factor * 0.5 / 3,
+                           bounds=(0.0, 1.0))
+        expected = F.cross_entropy(model(x_adv), batch.y[:-1], reduction="sum") / len(batch)
+        torch.testing.assert_close(term(step_factor=factor), expected.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(term(step_size=0.5 / 3, step_factor=7.0), term(step_factor=1.0), rtol=0, atol=0)
+    assert not torch.equal(term(step_factor=0.5), term())  # half the box is out of reach
+
+
 @pytest.mark.parametrize("name", ["pgd_ex+rrr", "ibp_ex+rrr"])
 def test_combinations_are_the_sum_of_their_parts(name):
     model = tiny_mlp(dtype=torch.float64)

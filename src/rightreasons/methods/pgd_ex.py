@@ -9,7 +9,8 @@ robust CE is then computed in the model's own mode. eps may ramp from 0 (``warmu
 ``ramp_epochs``; per epoch, saved by ``state_dict``).
 
 Parameters: ``alpha`` (1.0), ``eps`` (1.0, in the data's units: 1 spans [0, 1]), ``steps`` (10),
-``step_size`` (0 = 2.5 * eps / steps), ``random_start`` (False; draws from ``ctx.generator``),
+``step_size`` (0 = step_factor * eps / steps, following the eps ramp), ``step_factor`` (2.5, Madry et
+al.; Heo et al.'s code takes 1), ``random_start`` (False; draws from ``ctx.generator``),
 ``clip_min`` / ``clip_max`` (None: the training data's ``input_range``, [0, 1] for the built-in image
 datasets; -inf / inf: no clamp), ``warmup_epochs`` / ``ramp_epochs`` (0, 0: constant eps).
 """
@@ -32,10 +33,10 @@ class PgdEx(Method):
     """CE + alpha * CE at the masked PGD adversary (Heo et al. 2023)."""
 
     name = "pgd_ex"
-    defaults = {"alpha": 1.0, "eps": 1.0, "steps": 10, "step_size": 0.0, "random_start": False,
-                "clip_min": None, "clip_max": None, "warmup_epochs": 0.0, "ramp_epochs": 0.0}
+    defaults = {"alpha": 1.0, "eps": 1.0, "steps": 10, "step_size": 0.0, "step_factor": 2.5,
+                "random_start": False, "clip_min": None, "clip_max": None, "warmup_epochs": 0.0, "ramp_epochs": 0.0}
     bounds = {"alpha": (0.0, None), "eps": (0.0, None), "steps": (0, None), "step_size": (0.0, None),
-              "warmup_epochs": (0.0, None), "ramp_epochs": (0.0, None)}
+              "step_factor": (0.0, None), "warmup_epochs": (0.0, None), "ramp_epochs": (0.0, None)}
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -55,7 +56,8 @@ class PgdEx(Method):
         xs, ys, ms = (batch.x, batch.y, mask) if idx is None else (batch.x[idx], batch.y[idx], mask[idx])
         clip = clip_range(self, ctx)
         gen = require_generator(self.name, ctx) if self.random_start else None
-        x_adv = masked_pgd(model, xs.detach(), ys, ms, eps, self.steps, step_size=self.step_size or None,
+        step = self.step_size or self.step_factor * eps / max(self.steps, 1)
+        x_adv = masked_pgd(model, xs.detach(), ys, ms, eps, self.steps, step_size=step,
                            bounds=clip, random_start=self.random_start, generator=gen)
         robust = F.cross_entropy(model(x_adv), ys, reduction="sum") / len(batch)
         return {"pgd_ex": self.alpha * robust}
