@@ -14,7 +14,7 @@ from rightreasons.methods.erm import ERM
 from helpers import tiny_batch, tiny_mlp
 
 LATE = 20
-CLIPPED = ["pgd_ex", "pgd_ex+rrr", "ibp_ex+rrr", "ig_norm", "ig_sum_norm"]
+CLIPPED = ["pgd_ex", "ibp_ex+rrr", "ig_norm", "ig_sum_norm"]  # pgd_ex+rrr: unclipped, as in Heo et al.'s code
 # radii large enough that the clamp binds on [0, 1] inputs; IG methods perturb everywhere
 WIDE = {"pgd_ex": {"eps": 2.0, "steps": 3}, "pgd_ex+rrr": {"eps": 2.0, "steps": 3}, "ibp_ex+rrr": {"eps": 2.0},
         "ig_norm": {"eps": 2.0}, "ig_sum_norm": {"eps": 2.0}}
@@ -41,6 +41,15 @@ def test_default_clip_is_the_data_range(name):
         explicit = term(name, (0.0, 1.0), clip_min=low, clip_max=high)  # explicit ends ignore the context
         assert default == explicit, (low, high)
     assert term(name, (0.0, 1.0)) != term(name, (-2.0, 3.0))  # the range matters at this radius
+
+
+def test_pgd_ex_rrr_is_unclipped_by_default_and_takes_the_data_range_when_told_none():
+    method = create_method("pgd_ex+rrr")
+    assert clip_range(method, ctx((0.0, 1.0))) is None
+    assert term("pgd_ex+rrr", (0.0, 1.0)) == term("pgd_ex+rrr", (0.0, 1.0), clip_min="-inf", clip_max="inf")
+    data_range = {"clip_min": "none", "clip_max": "none"}
+    assert term("pgd_ex+rrr", (0.0, 1.0), **data_range) == term("pgd_ex+rrr", (0.0, 1.0), clip_min=0.0, clip_max=1.0)
+    assert term("pgd_ex+rrr", (0.0, 1.0), **data_range) != term("pgd_ex+rrr", (0.0, 1.0))
 
 
 def test_infinite_ends_mean_no_clamp_and_ibp_ex_stays_unclipped_by_default():
