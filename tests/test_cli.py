@@ -71,6 +71,8 @@ def test_list_shows_registries(capsys):
         assert name in out
     assert "default model (--model auto): mlp; decoy-mnist-half: cnn-strided" in out
     assert "default epochs: 15; decoy-mnist-half: 20" in out
+    # defaults print as --param takes them back
+    assert "clip_min=none" in out and "clip_max=-inf" not in out and "clip_max=inf" in out and "None" not in out
 
 
 @pytest.mark.parametrize(

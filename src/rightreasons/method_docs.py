@@ -48,12 +48,17 @@ This file is generated from the code by `python -m rightreasons.method_docs --wr
 """
 
 
-def _fmt(value) -> str:
+def cli_value(value) -> str:
+    """``value`` as ``--param KEY=VALUE`` takes it back (``none``, ``inf``, strings unquoted)."""
     if value is None:
         return "none"
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return repr(value) if isinstance(value, str) else str(value)
+    return str(value)
+
+
+def _fmt(value) -> str:
+    return repr(value) if isinstance(value, str) else cli_value(value)
 
 
 def parameter_rows(cls) -> list[str]:
