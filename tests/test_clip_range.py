@@ -80,6 +80,22 @@ def test_optional_floats_refuse_non_numbers(value):
         create_method("pgd_ex", clip_min=value)
 
 
+class BoundedOptional(ERM):
+    name = "bounded_optional"
+    defaults = {"radius": None, "scale": 1.0}
+    bounds = {"radius": (0.0, 2.0), "scale": (0.0, None)}
+    optional = frozenset({"scale"})
+
+
+def test_bounds_apply_to_optional_parameters_only_when_they_are_given():
+    assert BoundedOptional().params == {"radius": None, "scale": 1.0}
+    assert BoundedOptional(radius="none", scale="none").params == {"radius": None, "scale": None}
+    assert BoundedOptional(radius=1.5).params["radius"] == 1.5
+    for params, field in (({"radius": 3.0}, "radius=3.0"), ({"radius": -1.0}, "radius=-1.0"), ({"scale": -1.0}, "scale=-1.0")):
+        with pytest.raises(UserError, match=f"{field} is outside"):
+            BoundedOptional(**params)
+
+
 def test_non_optional_floats_refuse_none():
     with pytest.raises(UserError, match="'eps' must be float"):
         create_method("pgd_ex", eps="none")

@@ -137,7 +137,7 @@ class Method:
             if allowed is not None and value not in allowed:
                 raise UserError(f"method {self.name!r}: {key}={value!r} is not one of {', '.join(map(str, allowed))}")
             low, high = self.bounds.get(key, (None, None))
-            if value is not None and (low is not None and value < low) or (high is not None and value > high):
+            if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
                 raise UserError(f"method {self.name!r}: {key}={value!r} is outside [{low}, {high}]")
         self.params: dict[str, Any] = resolved
         for key, value in resolved.items():
