@@ -17,7 +17,6 @@ datasets; -inf / inf: no clamp), ``warmup_epochs`` / ``ramp_epochs`` (0, 0: cons
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
