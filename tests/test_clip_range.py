@@ -66,6 +66,8 @@ def test_one_end_may_come_from_the_data():
         clip_range(create_method("pgd_ex", clip_min=5.0), ctx((0.0, 4.0)))
     with pytest.raises(UserError, match="clip_min"):
         create_method("pgd_ex", clip_min=2.0, clip_max=1.0)
+    with pytest.raises(UserError, match=r"^method 'pgd_ex\+rrr': clip_min=2.0 must be <= clip_max=1.0$"):
+        create_method("pgd_ex+rrr", clip_min=2.0, clip_max=1.0)  # the name the user gave, not the part's
 
 
 @pytest.mark.parametrize("value", ["none", "None", "null", None])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ..errors import UserError
 from .base import Method
 from .registry import register_method
 
@@ -18,9 +19,15 @@ class Combined(Method):
 
     def __init__(self, **params):
         super().__init__(**params)  # validates against the union of defaults
-        self.members = [
-            part(**{k: v for k, v in self.params.items() if k in part.defaults}) for part in self.parts
-        ]
+        self.members = [self._member(part) for part in self.parts]
+
+    def _member(self, part: type[Method]) -> Method:
+        """The part built from its share of the parameters; its errors name the combination."""
+        try:
+            return part(**{k: v for k, v in self.params.items() if k in part.defaults})
+        except UserError as err:
+            text, prefix = str(err), f"method {part.name!r}"
+            raise UserError(f"method {self.name!r}{text[len(prefix):]}" if text.startswith(prefix) else text) from None
 
     @property
     def needs_input_grad(self):  # type: ignore[override]
