@@ -183,7 +183,7 @@ def list_command():
     """Show the registered datasets, models and methods."""
     from . import methods  # noqa: F401
     from .data import DATASETS, DEFAULT_EPOCHS, DEFAULT_MODEL, default_epochs, default_model
-    from .method_docs import cli_value
+    from .methods.base import param_text
     from .methods import METHODS
     from .models import MODELS
 
@@ -196,7 +196,7 @@ def list_command():
     click.echo("methods:")
     for name in METHODS.names():
         cls = METHODS.get(name)
-        defaults = ", ".join(f"{k}={cli_value(v)}" for k, v in cls.defaults.items()) or "no parameters"
+        defaults = ", ".join(f"{k}={param_text(v)}" for k, v in cls.defaults.items()) or "no parameters"
         click.echo(f"  {name:<14} {defaults}")
 
 

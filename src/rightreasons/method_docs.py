@@ -9,11 +9,11 @@ defaults, allowed values and bounds. tests/test_methods_doc.py fails when the fi
 from __future__ import annotations
 
 import inspect
-import math
 import sys
 from pathlib import Path
 
 from .methods import METHODS
+from .methods.base import param_text
 
 DOC_PATH = Path("docs/methods.md")
 
@@ -48,17 +48,8 @@ This file is generated from the code by `python -m rightreasons.method_docs --wr
 """
 
 
-def cli_value(value) -> str:
-    """``value`` as ``--param KEY=VALUE`` takes it back (``none``, ``inf``, strings unquoted)."""
-    if value is None:
-        return "none"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return str(value)
-
-
 def _fmt(value) -> str:
-    return repr(value) if isinstance(value, str) else cli_value(value)
+    return repr(value) if isinstance(value, str) else param_text(value)
 
 
 def parameter_rows(cls) -> list[str]:

@@ -95,6 +95,16 @@ def _coerce(method: str, name: str, value: Any, default: Any, optional: bool = F
     raise UserError(f"method {method!r}: parameter {name!r} must be {kind.__name__}, got {value!r}")
 
 
+def param_text(value: Any) -> str:
+    """``value`` as ``--param KEY=VALUE`` takes it back (the inverse of :func:`_coerce`): ``none``,
+    ``inf`` / ``-inf``, strings unquoted."""
+    if value is None:
+        return NONE_WORDS[0]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return str(value)
+
+
 def check_clip_order(method: "Method") -> None:
     """Refuse clip_min > clip_max when both are given (a None end is only known during training)."""
     if method.clip_min is not None and method.clip_max is not None and not method.clip_min <= method.clip_max:
