@@ -102,10 +102,51 @@ def test_unset_epochs_are_the_datasets_default_and_written_resolved():
     assert default_epochs("no-such-dataset") == 15
 
 
+def test_unset_batch_size_is_the_datasets_default_and_written_resolved():
+    from rightreasons.data import default_batch_size
+    from rightreasons.train.run import resolved_config
+
+    assert TrainConfig().batch_size is None
+    assert TrainConfig(data="decoy-mnist").batch_size_used() == 256
+    assert TrainConfig(data="decoy-mnist-half").batch_size_used() == 64
+    assert TrainConfig(data="folder:/some/images").batch_size_used() == 256
+    assert TrainConfig(data="decoy-mnist-half", batch_size=100).batch_size_used() == 100
+    resolved = resolved_config(TrainConfig(data="decoy-mnist-half", method="erm"))
+    assert resolved.batch_size == 64 and resolved.to_dict()["batch_size"] == 64
+    assert default_batch_size("no-such-dataset") == 256
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "64"])
+def test_a_nonsense_batch_size_names_the_field(bad):
+    with pytest.raises(UserError, match="config field 'batch_size' must be a positive integer or null"):
+        TrainConfig(batch_size=bad)
+
+
+def test_fit_trains_with_the_datasets_default_batch_size():
+    """A config that leaves batch_size unset trains with the dataset's: the sizes of the batches the
+    model sees in training show which one was used."""
+    import torch
+
+    from rightreasons.data.dataset import ExplanationDataset
+    from rightreasons.methods import create_method
+    from rightreasons.train.trainer import fit
+
+    x = torch.rand(130, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    data = ExplanationDataset(x, (x.mean((1, 2, 3)) > 0.5).long(), name="tiny")
+    seen = {}
+    for name in ("decoy-mnist", "decoy-mnist-half"):
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+        sizes = seen.setdefault(name, [])
+        model.register_forward_hook(lambda module, inputs, output, sizes=sizes: sizes.append(len(inputs[0])))
+        fit(model, create_method("erm"), data, TrainConfig(data=name, method="erm", epochs=1, threads=1))
+    assert seen == {"decoy-mnist": [130], "decoy-mnist-half": [64, 64, 2]}
+
+
+@pytest.mark.parametrize("field", ["default_epochs", "default_batch_size"])
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "20"])
-def test_a_dataset_cannot_register_a_nonsense_epoch_count(bad):
+def test_a_dataset_cannot_register_a_nonsense_epoch_count_or_batch_size(field, bad):
     from rightreasons.data import DATASETS, register_dataset
 
-    with pytest.raises(ValueError, match="default_epochs must be a positive integer"):
-        register_dataset("never-registered", default_epochs=bad)
+    with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
+        register_dataset("never-registered", **{field: bad})
     assert "never-registered" not in DATASETS.names()

@@ -74,7 +74,8 @@ def cli():
               "dataset's model (cnn-strided for decoy-mnist-half, else mlp).")
 @click.option("--epochs", type=int, help="Epochs to train (default: the dataset's, 20 for decoy-mnist-half, else 15).")
 @click.option("--seed", type=int)
-@click.option("--batch-size", type=int)
+@click.option("--batch-size", type=int, help="Training batch size (default: the dataset's, 64 for decoy-mnist-half, "
+              "else 256).")
 @click.option("--lr", type=float)
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning rate over the run.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads (default: OMP_NUM_THREADS, else all cores).")
@@ -182,7 +183,8 @@ def evaluate(run_dir, data, data_options, split, eps, pgd_steps, no_robust, as_j
 def list_command():
     """Show the registered datasets, models and methods."""
     from . import methods  # noqa: F401
-    from .data import DATASETS, DEFAULT_EPOCHS, DEFAULT_MODEL, default_epochs, default_model
+    from .data import (DATASETS, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MODEL, default_batch_size, default_epochs,
+                       default_model)
     from .methods.base import param_text
     from .methods import METHODS
     from .models import MODELS
@@ -190,7 +192,8 @@ def list_command():
     click.echo("datasets: " + ", ".join(DATASETS.names()) + "  (or folder:PATH, csv:PATH for your own data)")
     click.echo("models:   " + ", ".join(MODELS.names()) + "  (or package.module:factory)")
     for label, default, of in (("default model (--model auto)", DEFAULT_MODEL, default_model),
-                               ("default epochs", DEFAULT_EPOCHS, default_epochs)):
+                               ("default epochs", DEFAULT_EPOCHS, default_epochs),
+                               ("default batch size", DEFAULT_BATCH_SIZE, default_batch_size)):
         own = [f"{name}: {of(name)}" for name in DATASETS.names() if of(name) != default]
         click.echo(f"{label}: {default}" + (f"; {', '.join(own)}" if own else ""))
     click.echo("methods:")

@@ -32,7 +32,8 @@ class TrainConfig:
     params: dict = field(default_factory=dict)
     #: None: the dataset's default (15, but 20 for decoy-mnist-half); run directories record the number
     epochs: Optional[int] = None
-    batch_size: int = 256
+    #: None: the dataset's default (256, but 64 for decoy-mnist-half); run directories record the number
+    batch_size: Optional[int] = None
     lr: float = 3e-3
     #: learning rate over training: constant, or cosine decay from lr to 0 over all steps (per step)
     lr_schedule: str = "cosine"
@@ -53,7 +54,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             kind = {"str": str, "int": int, "float": float, "dict": dict}.get(str(f.type).split("[")[0])
-            if f.name in ("threads", "epochs"):
+            if f.name in ("threads", "epochs", "batch_size"):
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                     raise UserError(f"config field {f.name!r} must be a positive integer or null, got {value!r}")
                 continue
@@ -62,8 +63,6 @@ class TrainConfig:
                 setattr(self, f.name, value)
             if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)):
                 raise UserError(f"config field {f.name!r} must be {kind.__name__}, got {value!r}")
-        if self.batch_size < 1:
-            raise UserError(f"config field 'batch_size' must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise UserError(f"config field 'lr' must be > 0, got {self.lr}")
         if self.weight_decay < 0:
@@ -92,6 +91,14 @@ class TrainConfig:
         from ..data import default_epochs
 
         return default_epochs(self.data)
+
+    def batch_size_used(self) -> int:
+        """The training batch size: ``batch_size``, or the dataset's default when it is None."""
+        if self.batch_size is not None:
+            return self.batch_size
+        from ..data import default_batch_size
+
+        return default_batch_size(self.data)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

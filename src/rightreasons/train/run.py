@@ -49,9 +49,10 @@ def build_model(config: TrainConfig, input_shape, num_classes: int) -> nn.Module
 
 def resolved_config(config: TrainConfig) -> TrainConfig:
     """The config with the method's hyperparameters filled in with their defaults (validated) and the
-    model and the number of epochs named ("auto" / None -> the dataset's defaults)."""
+    model, the number of epochs and the batch size named ("auto" / None -> the dataset's defaults)."""
     method = create_method(config.method, **config.params)
-    return config.replace(model=config.model_name(), epochs=config.epoch_count(), params=dict(method.params))
+    return config.replace(model=config.model_name(), epochs=config.epoch_count(), batch_size=config.batch_size_used(),
+                          params=dict(method.params))
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
