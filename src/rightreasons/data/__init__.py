@@ -79,5 +79,5 @@ def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
 from . import color_mnist, decoy_mnist, toy_colors  # noqa: E402,F401
 from .mnist_source import fetch_mnist, load_mnist  # noqa: E402
 
-__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "default_batch_size", "default_epochs", "default_model", "fetch_mnist",
-           "load_dataset", "load_mnist", "register_dataset"]
+__all__ = ["DATASETS", "DataSplits", "ExplanationDataset", "default_batch_size", "default_epochs", "default_model",
+           "fetch_mnist", "load_dataset", "load_mnist", "register_dataset"]

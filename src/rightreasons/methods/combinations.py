@@ -25,8 +25,9 @@ eps / steps (step_factor 1, not pgd_ex's 2.5). On decoy-mnist-half with its defa
 epochs, batch 64; test accuracy / worst-group): 0.983 / 0.971 (seed 0; Heo et al. report 0.950). With
 batch 256: 0.974 / 0.949, 0.971 / 0.944 and 0.970 / 0.941 for seeds 0-2, against 0.959 / 0.903 with
 the box clipped to [0, 1] and steps of 2.5 eps / steps, and 0.967 / 0.934 clipped with steps of
-eps / steps (seed 0); lam 3 with the default box and steps gives 0.970 / 0.948 (seed 0). On decoy-mnist (the default MLP, seeds 0-2) worst-group is 0.968 +- 0.003
-(0.967 +- 0.004 with the clipped box and larger steps).
+eps / steps (seed 0); lam 3 with the default box and steps gives 0.970 / 0.948 (seed 0). On
+decoy-mnist (the default MLP, seeds 0-2) worst-group is 0.968 +- 0.003 (0.967 +- 0.004 with the
+clipped box and larger steps).
 """
 
 import math
