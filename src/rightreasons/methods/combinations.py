@@ -21,13 +21,13 @@ pgd_ex+rrr uses RRR's lam = 1, not 10: on decoy-mnist-half with its default ``cn
 at lam 10 does not fit the training data (train CE 0.6-0.9 after 8 epochs; with an eps ramp,
 worst-group 0.62 at epoch 9 on random-fill validation data). Its attack box and steps follow Heo et
 al.'s public code: not clipped to the data range (clip_min -inf, clip_max inf) and steps of
-eps / steps (step_factor 1, not pgd_ex's 2.5). On decoy-mnist-half with its defaults (cnn-strided, 20
-epochs, batch 64; test accuracy / worst-group): 0.983 / 0.971 (seed 0; Heo et al. report 0.950). With
-batch 256: 0.974 / 0.949, 0.971 / 0.944 and 0.970 / 0.941 for seeds 0-2, against 0.959 / 0.903 with
-the box clipped to [0, 1] and steps of 2.5 eps / steps, and 0.967 / 0.934 clipped with steps of
-eps / steps (seed 0); lam 3 with the default box and steps gives 0.970 / 0.948 (seed 0). On
-decoy-mnist (the default MLP, seeds 0-2) worst-group is 0.968 +- 0.003 (0.967 +- 0.004 with the
-clipped box and larger steps).
+eps / steps (step_factor 1, not pgd_ex's 2.5). On decoy-mnist-half with its defaults (cnn-strided,
+20 epochs, batch 64; test accuracy / worst-group): 0.983 / 0.971, 0.981 / 0.965 and 0.981 / 0.964
+for seeds 0-2 (Heo et al. report 0.950). With batch 256: 0.974 / 0.949, 0.971 / 0.944 and
+0.970 / 0.941 for seeds 0-2, against 0.959 / 0.903 with the box clipped to [0, 1] and steps of
+2.5 eps / steps, and 0.967 / 0.934 clipped with steps of eps / steps (seed 0); lam 3 with the
+default box and steps gives 0.970 / 0.948 (seed 0). On decoy-mnist (the default MLP, seeds 0-2)
+worst-group is 0.968 +- 0.003 (0.967 +- 0.004 with the clipped box and larger steps).
 """
 
 import math
