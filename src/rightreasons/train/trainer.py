@@ -112,7 +112,8 @@ def fit(
     continues from the latest one there, exactly as if it had never stopped. Training draws on its
     own random streams (seeded from ``config.seed``), never on the caller's global RNG.
     """
-    config = config.replace(epochs=config.epoch_count(), batch_size=config.batch_size_used())  # None: the dataset's
+    # None (unset epochs or batch size): the dataset's default
+    config = config.replace(epochs=config.epoch_count(), batch_size=config.batch_size_used())
     train_set = data.train if isinstance(data, DataSplits) else data
     val_set = data.val if isinstance(data, DataSplits) else None
     if len(train_set) == 0:
