@@ -9,7 +9,8 @@ Hyperparameters are the union of the parts' (see pgd_ex.py, ibp_ex.py, rrr.py). 
 radius defaults differently from the part alone (as do pgd_ex+rrr's lam, box and steps, below): with
 RRR flattening the masked region locally, the box need not span the whole data range, and a box that
 does (eps = 1 on [0, 1] inputs) contains images a mask as large as half the image cannot be
-invariant to (a second digit drawn into the masked half). Measured on the 784-50-30-10 MLP, 30 epochs, seed 0 (test accuracy / worst-group):
+invariant to (a second digit drawn into the masked half). Measured on the 784-50-30-10 MLP, 30
+epochs, seed 0 (test accuracy / worst-group):
 
     ibp_ex+rrr  eps 0.05 clipped to [0, 1]:  decoy-mnist 0.971 / 0.956, decoy-mnist-half 0.934 / 0.897
                 eps 1 (ibp_ex's default):     decoy-mnist 0.971 / 0.957, decoy-mnist-half 0.209 / 0.000
