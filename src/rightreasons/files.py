@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash mid-write leaves the previous file (or none), never a partial one."""
+"""Files: atomic writes (a crash mid-write leaves the previous file, or none, never a partial one) and
+JSON reads that fail in one line naming the file."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from .errors import UserError
 
 
 def _umask() -> int:
@@ -45,3 +48,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """The JSON value in ``path``; a missing, unreadable or invalid file is a one-line :class:`UserError`
+    naming the file (and the line and column of a syntax error). ``what`` says what the file is."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: cannot read {what} (not UTF-8 text)") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON in {what} at line {exc.lineno} column {exc.colno}: {exc.msg}") from None

@@ -26,7 +26,7 @@ import colorsys
 import numpy as np
 import torch
 
-from . import register_dataset
+from .registry import register_dataset
 from .dataset import DataSplits, ExplanationDataset
 from .decoy_mnist import SPLITS, check_choice, check_count, limit, parse_options, split_rng, to_tensor
 from .mnist_source import load_mnist

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from . import register_dataset
+from .registry import register_dataset
 from .dataset import DataSplits, ExplanationDataset
 from .mnist_source import load_mnist
 

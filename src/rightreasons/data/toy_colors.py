@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import register_dataset
+from .registry import register_dataset
 from .dataset import DataSplits, ExplanationDataset
 from .decoy_mnist import SPLITS, check_choice, check_count, parse_options, split_rng, to_tensor
 

@@ -1,6 +1,6 @@
 """Feature KL, the two-stage method of Tao & Shokri ("Machine Learning from Explanations", poster,
 Algorithm 1): a model h = c o g o f (feature extractor f, square mapping layer g, classifier c; see
-``rightreasons.models_split``) learns from labels and from explanations at once.
+``rightreasons.models.split``) learns from labels and from explanations at once.
 
     CE step:  CE(c(g(f(x))), y)                                   updates f, g and c
     KL step:  KL( softmax(f(x')) || softmax(g(f(x))) ),  x' = x * (1 - m) + baseline * m
@@ -53,7 +53,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..models_split import split_model
+from ..models.split import split_model
 from .base import LossOutput, Method
 from .registry import register_method
 

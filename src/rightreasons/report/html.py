@@ -20,8 +20,8 @@ from ..errors import UserError
 from ..files import atomic_write_text
 from . import saliency
 from .png import encode_png, write_png
-from .published import SOURCES, published_for
-from .results import read_results_csv
+from ..bench.published import SOURCES, published_for
+from ..bench.results import read_results_csv
 from .summary import COLUMNS, published_cell, summarize, unmatched_published
 from .svg import line_chart
 

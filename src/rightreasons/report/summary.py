@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..files import atomic_write_text
-from .published import SOURCES, format_published, published_for
-from .results import read_results_csv
+from ..bench.published import SOURCES, format_published, published_for
+from ..bench.results import read_results_csv
 
 #: (results.csv column, header, decimals): worst-group accuracy first
 COLUMNS = (

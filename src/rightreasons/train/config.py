@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import UserError
+from ..files import read_json
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy")
@@ -77,12 +77,16 @@ class TrainConfig:
             raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
 
     def model_name(self) -> str:
-        """The model to build: ``model``, with "auto" replaced by the dataset's default model."""
+        """The model to build: ``model``, with "auto" replaced by the dataset's default model (its split
+    version for a method that needs a split model)."""
         if self.model != AUTO_MODEL:
             return self.model
         from ..data import default_model
+        from ..methods import METHODS
+        from ..models import split_version
 
-        return default_model(self.data)
+        model = default_model(self.data)
+        return split_version(model) if METHODS.get(self.method).needs_split_model else model
 
     def epoch_count(self) -> int:
         """The epochs to train: ``epochs``, or the dataset's default when it is None."""
@@ -118,16 +122,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read config ({exc.strerror or exc})") from None
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-        return cls.from_dict(raw, where=str(path))
+        return cls.from_dict(read_json(path, "config"), where=str(path))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -7,7 +7,6 @@ A run directory holds ``model.safetensors`` (weights), ``config.json`` (the full
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch import nn
 
 from ..data import DataSplits, load_dataset
 from ..errors import UserError
-from ..files import atomic_write, atomic_write_json
+from ..files import atomic_write, atomic_write_json, read_json
 from ..methods import create_method
 from ..metrics.evaluate import evaluate
 from ..metrics.robust import robust_metrics
@@ -110,12 +109,8 @@ def save_run(out: str | Path, output: RunOutput) -> Path:
 def load_run(run_dir: str | Path, data: Optional[DataSplits] = None) -> tuple[nn.Module, TrainConfig, DataSplits]:
     """Rebuild a saved model (weights loaded safely from safetensors) and its config and data."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run directory")
-    for name in ("config.json", "model.safetensors"):
-        if not (run_dir / name).is_file():
-            raise UserError(f"{run_dir}: missing {name} (not a run directory written by `rightreasons train`?)")
-    config = TrainConfig.load(run_dir / "config.json")
+    config = TrainConfig.load(_run_file(run_dir, "config.json"))
+    _run_file(run_dir, "model.safetensors")
     if data is None:
         data = load_dataset(config.data, seed=config.seed, **config.data_options)
     model = build_model(config, data.input_shape, data.num_classes)
@@ -131,9 +126,26 @@ def load_run(run_dir: str | Path, data: Optional[DataSplits] = None) -> tuple[nn
     return model, config, data
 
 
+def load_run_on(run_dir: str | Path, dataset: Optional[str] = None, data_options: Optional[dict] = None
+                ) -> tuple[nn.Module, TrainConfig, DataSplits]:
+    """:func:`load_run`, with the model evaluated on ``dataset`` (default: the run's own) built with the
+    run's seed. The run's data options carry over when the dataset is the run's own; ``data_options``
+    are merged over them."""
+    if dataset is None and not data_options:
+        return load_run(run_dir)
+    config = TrainConfig.load(_run_file(run_dir, "config.json"))
+    options = {**(config.data_options if dataset in (None, config.data) else {}), **(data_options or {})}
+    return load_run(run_dir, data=load_dataset(dataset or config.data, seed=config.seed, **options))
+
+
+def _run_file(run_dir: str | Path, name: str) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    if not (run_dir / name).is_file():
+        raise UserError(f"{run_dir}: missing {name} (not a run directory written by `rightreasons train`?)")
+    return run_dir / name
+
+
 def read_metrics(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "metrics.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read metrics ({exc})") from None
+    return read_json(Path(run_dir) / "metrics.json", "metrics")

@@ -1,4 +1,4 @@
-"""One benchmark run in its own process: ``python -m rightreasons.report.worker RUN_DIR CONFIG_JSON``.
+"""One benchmark run in its own process: ``python -m rightreasons.bench.worker RUN_DIR CONFIG_JSON``.
 
 Trains as the config says, then writes the run directory with ``save_run`` (metrics.json last, so a
 run is finished exactly when metrics.json exists). metrics.json gains ``wall_seconds`` (data loading,
@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     from ..train.trainer import NonFiniteLossError
 
     if len(argv) != 2:
-        print("usage: python -m rightreasons.report.worker RUN_DIR CONFIG_JSON", file=sys.stderr)
+        print("usage: python -m rightreasons.bench.worker RUN_DIR CONFIG_JSON", file=sys.stderr)
         return 2
     run_dir, config_json = argv
     start = time.perf_counter()

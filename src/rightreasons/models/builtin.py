@@ -1,4 +1,4 @@
-"""Model registry: the default MLP (784-100-100-10), the 784-50-30-10 MLP of Ross et al. 2017, a wider MLP, two small CNNs, or any nn.Module.
+"""Built-in models: the default MLP (784-100-100-10), the 784-50-30-10 MLP of Ross et al. 2017, a wider MLP, two small CNNs, or any nn.Module.
 
 Built-in models are plain ``nn.Sequential`` stacks of standard layers, so that bound propagation and
 contextual decomposition (which dispatch on layer type) work on them. Factories take the input shape
@@ -7,21 +7,12 @@ contextual decomposition (which dispatch on layer type) work on them. Factories 
 
 from __future__ import annotations
 
-import importlib
 import math
-from typing import Any, Callable
 
 from torch import nn
 
-from .errors import UserError
-from .registry import Registry
-
-MODELS: Registry = Registry("model")
-
-
-def register_model(name: str):
-    """Decorator: register ``factory(input_shape, num_classes, **kwargs) -> nn.Module``."""
-    return MODELS.register(name)
+from ..errors import UserError
+from .registry import register_model
 
 
 def _mlp(input_shape, num_classes, hidden) -> nn.Sequential:
@@ -90,32 +81,3 @@ def _conv_net(name, input_shape, num_classes, channels, hidden, stride) -> nn.Se
             h, w = (h // 2, w // 2) if s == 1 else ((h - 1) // 2 + 1, (w - 1) // 2 + 1)
     layers += [nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
     return nn.Sequential(*layers)
-
-
-def _import_factory(spec: str) -> Callable[..., nn.Module]:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"model {spec!r}: cannot import module {module_name!r} ({exc})") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise UserError(f"model {spec!r}: module {module_name!r} has no callable {attr!r}")
-    return factory
-
-
-def create_model(name: str, input_shape, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build a registered model, or a user model given as ``"package.module:factory"`` (called with
-    ``input_shape, num_classes, **kwargs`` and expected to return an ``nn.Module``)."""
-    factory = _import_factory(name) if ":" in name else MODELS.get(name)
-    try:
-        model = factory(tuple(input_shape), int(num_classes), **kwargs)
-    except TypeError as exc:
-        raise UserError(f"model {name!r}: bad arguments {kwargs} ({exc})") from None
-    if not isinstance(model, nn.Module):
-        raise UserError(f"model {name!r}: factory returned {type(model).__name__}, not an nn.Module")
-    return model
-
-
-# Split models for feature_kl (Tao & Shokri): split-mlp, split-cnn register themselves on import.
-from . import models_split  # noqa: E402,F401

@@ -1,0 +1,111 @@
+"""results.csv: one row per finished run directory under ``DIR/runs``, rebuilt from those directories.
+
+Columns: dataset, method, seed, every scalar test and validation metric (``test_*``, ``val_*``), the
+per-group accuracies as JSON, train seconds, wall seconds, peak memory, and the run's settings.
+Floats are written with full precision (``repr``), so numbers computed from the CSV are exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from ..errors import UserError
+from ..files import atomic_write_text
+
+LEADING = ("dataset", "method", "seed", "test_worst_group_accuracy", "test_accuracy", "test_mean_group_accuracy",
+           "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason", "test_masked_pgd_accuracy",
+           "test_ibp_certified_accuracy")
+TRAILING = ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch", "epochs", "model", "params",
+            "data_options", "test_group_accuracy", "val_group_accuracy", "run")
+
+
+def _scalar(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def run_row(run_dir: Path) -> dict | None:
+    """The CSV row of one run directory, or None if it holds no finished run."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    row = {"dataset": config.get("data"), "method": config.get("method"), "seed": config.get("seed"),
+           "run": run_dir.name, "epochs": config.get("epochs"), "model": config.get("model"),
+           "params": json.dumps(config.get("params", {}), sort_keys=True),
+           "data_options": json.dumps(config.get("data_options", {}), sort_keys=True)}
+    for split in ("test", "val"):
+        for key, value in (metrics.get(split) or {}).items():
+            if _scalar(value):
+                row[f"{split}_{key}"] = value
+            elif isinstance(value, dict):
+                row[f"{split}_{key}"] = json.dumps(value, sort_keys=True)
+    for key in ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch"):
+        if _scalar(metrics.get(key)):
+            row[key] = metrics[key]
+    return row
+
+
+def collect_rows(out: str | Path) -> list[dict]:
+    """Rows of every finished run under ``out/runs``, sorted by dataset, method and seed."""
+    runs = Path(out) / "runs"
+    rows = [r for r in (run_row(d) for d in sorted(runs.iterdir()) if d.is_dir()) if r] if runs.is_dir() else []
+    return sorted(rows, key=lambda r: (str(r["dataset"]), str(r["method"]), r["seed"] if _scalar(r["seed"]) else 0))
+
+
+def columns(rows: list[dict]) -> list[str]:
+    keys = set().union(*rows) if rows else set()
+    middle = sorted(k for k in keys if k not in LEADING and k not in TRAILING)
+    return [k for k in LEADING if k in keys or not rows] + middle + [k for k in TRAILING if k in keys or not rows]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def write_results_csv(out: str | Path, rows: list[dict]) -> Path:
+    """Write ``out/results.csv`` atomically."""
+    cols = columns(rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in cols])
+    path = Path(out) / "results.csv"
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def read_results_csv(path: str | Path) -> list[dict]:
+    """Rows of a results.csv, numbers parsed (empty cells become None, ``nan`` NaN)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read results ({exc.strerror or exc})") from None
+    rows = []
+    for raw in csv.DictReader(io.StringIO(text)):
+        row = {}
+        for key, value in raw.items():
+            row[key] = _parse(value)
+        rows.append(row)
+    return rows
+
+
+def _parse(value: str | None):
+    if value is None or value == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
