@@ -145,3 +145,121 @@ def test_duplicate_method_name_is_an_error():
 
     with pytest.raises(ValueError, match="already registered"):
         register_method(Again)
+
+
+# -- combinations: every pair of registered methods composes or is refused when it is built ---------------------
+
+def method_pairs():
+    return [(a, b) for a in METHODS.names() for b in METHODS.names()]
+
+
+def _alone(name, model, batch, seed=0):
+    method = create_method(name)
+    method.start_epoch(3, 4)  # schedules at their final values: every term is live
+    return method.loss(model, batch, ctx(3, seed=seed))
+
+
+@pytest.mark.parametrize("a,b", method_pairs())
+def test_every_pair_composes_or_is_refused_when_built(a, b):
+    from rightreasons.methods import combine
+
+    cls_a, cls_b = METHODS.get(a), METHODS.get(b)
+    try:
+        combined = combine(cls_a, cls_b, register=False)
+    except UserError as exc:
+        message = str(exc)
+        assert "\n" not in message and f"{a}+{b}" in message
+        refused_for = [c for c in (cls_a, cls_b) if not c.composable]
+        # refused for a reason: a part that is not a penalty (named), a clashing parameter, or two CE weights
+        assert (any(f"{c.name}: {c.not_composable}" in message for c in refused_for) or "repeats the parameter" in message
+                or "both weight the clean cross-entropy" in message)
+        return
+    assert cls_a.composable and cls_b.composable
+    if combined.standalone:
+        return  # tested on its own models
+    model = tiny_mlp(dtype=torch.float64)
+    batch = tiny_batch(dtype=torch.float64)
+    method = combined()
+    method.start_epoch(3, 4)
+    out = method.loss(model, batch, ctx(3))
+    # each part's objective is in the loss: its terms appear, with the value the part computes alone
+    part_a, part_b = _alone(a, model, batch), _alone(b, model, batch)
+    for part in (part_a, part_b):
+        for key, value in part.terms.items():
+            assert key in out.terms
+            torch.testing.assert_close(out.terms[key], value, rtol=1e-9, atol=1e-12)
+    # and the loss is the CE (at the one CE weight) plus every penalty
+    penalties = sum(v for k, v in out.terms.items() if k != "ce")
+    weight = method.ce_weight(ctx(3))
+    torch.testing.assert_close(out.loss.detach(), weight * out.terms["ce"] + penalties, rtol=1e-9, atol=1e-12)
+    schedules = [create_method(n) for n in (a, b)]
+    for s in schedules:
+        s.start_epoch(3, 4)
+    own = [s.ce_weight(ctx(3)) for s in schedules]
+    parts_penalties = part_a.loss.detach() - own[0] * out.terms["ce"] + part_b.loss.detach() - own[1] * out.terms["ce"]
+    torch.testing.assert_close(out.loss.detach(), weight * out.terms["ce"] + parts_penalties, rtol=1e-9, atol=1e-12)
+    assert weight in own
+
+
+def test_the_methods_that_own_their_loss_are_refused_by_name():
+    from rightreasons.methods import GroupDRO, IGSumNorm, RRR, combine
+
+    for part in (GroupDRO, IGSumNorm):
+        with pytest.raises(UserError, match=f"{part.name}: "):
+            combine(part, RRR, register=False)
+        with pytest.raises(UserError, match=f"{part.name}: "):
+            combine(RRR, part, register=False)
+
+
+def test_a_method_whose_loss_is_its_own_declares_it():
+    """A method that overrides ``loss`` (its objective is not CE + penalties) must say it is not composable,
+    unless its ``loss`` is only a faster path to the same value (checked here against the default loss)."""
+    from rightreasons.methods import Method
+
+    model = tiny_mlp(dtype=torch.float64)
+    batch = tiny_batch(dtype=torch.float64)
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        if cls.loss is Method.loss or not cls.composable or cls.standalone:
+            continue
+        method = create_method(name)
+        method.start_epoch(3, 4)
+        fast = method.loss(model, batch, ctx(3)).loss
+        default = Method.loss(method, model, batch, ctx(3)).loss
+        torch.testing.assert_close(fast, default, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", standard_methods())
+def test_explanation_loss_is_the_loss_without_its_cross_entropy(name):
+    cls = METHODS.get(name)
+    model = tiny_mlp(dtype=torch.float64)
+    batch = tiny_batch(dtype=torch.float64)
+    method = create_method(name)
+    method.start_epoch(3, 4)
+    if not cls.composable:
+        with pytest.raises(UserError, match=name):
+            method.explanation_loss(model, batch, ctx(3))
+        return
+    full = method.loss(model, batch, ctx(3))
+    extra = method.explanation_loss(model, batch, ctx(3))
+    torch.testing.assert_close(extra.logits, full.logits)
+    expected = full.loss - method.ce_weight(ctx(3)) * full.terms["ce"]
+    torch.testing.assert_close(extra.loss.detach(), expected.detach(), rtol=1e-9, atol=1e-12)
+    assert set(extra.terms) == set(full.terms) - {"ce"}
+
+
+@pytest.mark.parametrize("name", ["erm", "rrr", "cdep", "ibp_ex", "pgd_ex+rrr"])
+def test_the_step_context_is_optional(name):
+    out = create_method(name).loss(tiny_mlp(), tiny_batch())
+    assert math.isfinite(out.loss.item())
+
+
+def test_capabilities_are_declared_on_the_class():
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        for flag in ("uses_mask", "needs_input_grad", "needs_split_model", "composable", "standalone"):
+            assert isinstance(getattr(cls, flag), bool), (name, flag)
+        assert cls.paper, f"{name}: no paper"
+        assert cls.composable or cls.not_composable, f"{name}: not composable, but says not why"
+    assert METHODS.get("feature_kl").needs_split_model and METHODS.get("rrr").needs_input_grad
+    assert METHODS.get("pgd_ex+rrr").needs_input_grad and not METHODS.get("group_dro").uses_mask

@@ -1,12 +1,16 @@
 """report.html: self-contained, and it renders in a real headless Chromium without errors with every
 image decoded. The browser part needs Debian's `chromium` package (skipped, saying so, without it)."""
 
+import base64
+import io
 import re
 import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from rightreasons.report.html import write_report
 from rightreasons.report.results import collect_rows, write_results_csv
@@ -70,6 +74,25 @@ def test_page_is_self_contained(report):
     for method in METHODS:
         assert f"<td>{method}</td>" in html
     assert (report.parent / "saliency" / "decoy-mnist-gradient.png").is_file()
+
+
+def read_png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        assert (img.format, img.mode) == ("PNG", "RGB")
+        return np.asarray(img)
+
+
+def test_every_image_is_a_png_of_its_stated_size(report):
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)" width="(\d+)" height="(\d+)"', report.read_text())
+    assert len(images) == expected_images()
+    for data, width, height in images:
+        pixels = read_png(base64.b64decode(data))
+        assert pixels.shape == (int(height), int(width), 3)
+        assert pixels.max() > pixels.min()  # not a blank strip
+    grid = read_png((report.parent / "saliency" / "decoy-mnist-gradient.png").read_bytes())
+    cell = int(images[0][2]) - 2 * 2  # a strip is one row of cells with a 2-pixel gap above and below
+    assert grid.shape[0] == (1 + len(METHODS)) * (cell + 2) + 2  # the input row and one row per method
+    assert grid.shape[1] > int(images[0][1])  # the strips plus a margin for the row labels
 
 
 def test_renders_in_headless_chromium(report, tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..errors import UserError
-from ..files import atomic_write_json
+from ..files import atomic_write_json, read_json
 from ..train.config import TrainConfig
 from ..train.run import resolved_config
 
@@ -92,8 +92,10 @@ def run_state(spec: RunSpec) -> str:
     if not (spec.dir / "metrics.json").is_file():
         return "todo"
     try:
-        saved = json.loads((spec.dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        saved = read_json(spec.dir / "config.json", "run config")
+    except UserError:  # missing or unreadable: the run never got that far
+        return "todo"
+    if not isinstance(saved, dict):
         return "todo"
     same = _comparable(saved) == _comparable(spec.config.to_dict())
     return "finished" if same and (spec.dir / "model.safetensors").is_file() else "conflict"
@@ -214,25 +216,21 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
     return {"planned": len(specs), "ran": len(todo) - len(failed), "reused": len(specs) - len(todo), "failed": failed}
 
 
-#: models that methods needing Tao & Shokri's split-model protocol are trained on instead
-SPLIT_MODELS = {"mlp": "split-mlp", "mlp-ross": "split-mlp-ross", "cnn": "split-cnn", "cnn-strided": "split-cnn-strided"}
-
-
 def model_for(method: str, model: str) -> str:
-    """The model a method is benchmarked on: ``model``, or its split version for methods that need a
-    split model (``needs_split_model`` on the class; feature_kl)."""
+    """The model a method is benchmarked on: ``model``, or its split version (``mlp`` -> ``split-mlp``, ...)
+    for a method whose class sets ``needs_split_model``."""
     from ..methods import METHODS
+    from ..models import split_version
 
-    cls = METHODS.get(method)
-    needs = getattr(cls, "needs_split_model", method == "feature_kl")
-    return SPLIT_MODELS.get(model, model) if needs else model
+    return split_version(model) if getattr(METHODS.get(method), "needs_split_model", False) else model
 
 
 def _brief(run_dir: Path) -> str:
+    """One line of a finished run's test numbers and peak memory; "done" if metrics.json lacks them."""
     try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = read_json(run_dir / "metrics.json", "run metrics")
         test = metrics["test"]
         return (f"worst-group {test['worst_group_accuracy']:.3f}, accuracy {test['accuracy']:.3f}, "
                 f"peak {metrics.get('peak_memory_mb', float('nan')):.0f} MB")
-    except (OSError, KeyError, TypeError, ValueError):
+    except (UserError, AttributeError, KeyError, TypeError, ValueError):
         return "done"

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json
 
 LEADING = ("dataset", "method", "seed", "test_worst_group_accuracy", "test_accuracy", "test_mean_group_accuracy",
            "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason", "test_masked_pgd_accuracy",
@@ -30,9 +30,11 @@ def _scalar(value):
 def run_row(run_dir: Path) -> dict | None:
     """The CSV row of one run directory, or None if it holds no finished run."""
     try:
-        config = json.loads((run_dir / "config.json").read_text())
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = read_json(run_dir / "config.json", "run config")
+        metrics = read_json(run_dir / "metrics.json", "run metrics")
+    except UserError:  # missing or unreadable: not finished
+        return None
+    if not isinstance(config, dict) or not isinstance(metrics, dict):
         return None
     row = {"dataset": config.get("data"), "method": config.get("method"), "seed": config.get("seed"),
            "run": run_dir.name, "epochs": config.get("epochs"), "model": config.get("model"),

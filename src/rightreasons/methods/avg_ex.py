@@ -43,6 +43,7 @@ class AvgEx(Method):
     """CE + alpha * CE averaged over random perturbations x + m * u, |u| <= eps (Heo et al. 2023)."""
 
     name = "avg_ex"
+    paper = "Heo, Piratla, Wicker & Weller, NeurIPS 2023"
     defaults = {"alpha": 1.0, "eps": 1.0, "samples": 1, "noise": "uniform"}
     choices = {"noise": ("uniform", "gaussian")}
     bounds = {"alpha": (0.0, None), "eps": (0.0, None), "samples": (1, None)}

@@ -1,4 +1,4 @@
-"""The method contract (DESIGN.md §2).
+"""The method contract.
 
 A method turns (model, batch) into a loss. ``__init__`` only stores hyperparameters, validated against
 the class's ``defaults``; :meth:`Method.loss` returns a :class:`LossOutput`. Methods never call
@@ -9,7 +9,15 @@ epoch by the trainer through :meth:`Method.start_epoch`; their state is saved wi
 
 The default :meth:`Method.loss` is ``ce_weight * CE(f(x), y) + sum(penalties)``, evaluated with one
 forward pass; a method adds its explanation terms by overriding :meth:`Method.penalties`, so methods
-compose by summing penalties (see :class:`Combined`).
+compose by summing penalties (see :class:`Combined`), and :meth:`Method.explanation_loss` gives the
+penalties alone, to add to a criterion of your own. A method whose objective is not of that form
+(it overrides :meth:`Method.loss`: Group DRO's reweighted CE, IG-SUM-NORM's adversarial CE) declares
+``composable = False`` and says why; combining it is refused when the combination is built.
+
+Capabilities are class attributes, read by the trainer, the benchmark and the documentation (never
+looked up by method name): :attr:`uses_mask`, :attr:`needs_input_grad`, :attr:`needs_split_model`,
+:attr:`composable`, :attr:`standalone` and :attr:`paper`. :meth:`Method.check_model` refuses a model
+the method cannot handle before the first training step.
 """
 
 from __future__ import annotations
@@ -121,10 +129,28 @@ def clip_range(method: "Method", ctx: StepContext) -> Optional[tuple[float, floa
     return None if math.isinf(low) and math.isinf(high) else (float(low), float(high))
 
 
+def context(ctx: Optional[StepContext]) -> StepContext:
+    """``ctx``, or a default :class:`StepContext` (epoch 0, no generator) when the caller gave none."""
+    return StepContext() if ctx is None else ctx
+
+
 class Method:
     """Base class: plain empirical risk minimisation unless a subclass adds penalties."""
 
     name: ClassVar[str] = "method"
+    #: where the method comes from (authors, venue, year)
+    paper: ClassVar[str] = ""
+    #: whether the method reads ``batch.mask`` (if so, an all-zero mask must reduce it to ERM)
+    uses_mask: ClassVar[bool] = True
+    #: whether the clean forward pass must be differentiable w.r.t. the input (input-gradient penalties)
+    needs_input_grad: ClassVar[bool] = False
+    #: whether the model must follow the split-model protocol (``rightreasons.models.split``)
+    needs_split_model: ClassVar[bool] = False
+    #: False when the objective is not ``ce_weight * CE + sum(penalties)``; ``not_composable`` says why
+    composable: ClassVar[bool] = True
+    not_composable: ClassVar[str] = ""
+    #: True when the shared contract tests (plain model, mask = 0 -> ERM) do not apply; its own tests do
+    standalone: ClassVar[bool] = False
     #: hyperparameter name -> default value (its type is the parameter's type)
     defaults: ClassVar[dict[str, Any]] = {}
     #: hyperparameter name -> allowed values, for string choices
@@ -154,10 +180,9 @@ class Method:
             setattr(self, key, value)
 
     # -- the contract -------------------------------------------------------------------------
-    #: whether the clean forward pass must be differentiable w.r.t. the input (input-gradient penalties)
-    needs_input_grad: ClassVar[bool] = False
-    #: whether the method reads ``batch.mask`` (if so, an all-zero mask must reduce it to ERM)
-    uses_mask: ClassVar[bool] = True
+    def check_model(self, model: nn.Module) -> None:
+        """Raise a one-line :class:`UserError` if the method cannot train ``model`` (a layer without a
+        bound or decomposition rule, no split-model protocol). Called by ``fit`` before the first step."""
 
     def ce_weight(self, ctx: StepContext) -> float:
         """Weight of the clean cross-entropy term (1 unless a schedule says otherwise)."""
@@ -170,16 +195,34 @@ class Method:
         requires grad when :attr:`needs_input_grad` is set, so input gradients can reuse the forward pass."""
         return {}
 
-    def loss(self, model: nn.Module, batch: Batch, ctx: StepContext) -> LossOutput:
-        x = batch.x.detach().requires_grad_(True) if self.needs_input_grad else batch.x
-        logits = model(x)
+    def loss(self, model: nn.Module, batch: Batch, ctx: Optional[StepContext] = None) -> LossOutput:
+        """The training loss: ``ce_weight * CE(f(x), y) + sum(penalties)``, the clean logits, the terms."""
+        ctx = context(ctx)
+        x, logits, penalties = self._forward(model, batch, ctx)
         ce = F.cross_entropy(logits, batch.y)
         total = self.ce_weight(ctx) * ce
         terms = {"ce": ce.detach()}
-        for key, value in self.penalties(model, batch, x, logits, ctx).items():
+        for key, value in penalties.items():
             total = total + value
             terms[key] = value.detach()
         return LossOutput(total, logits, terms)
+
+    def explanation_loss(self, model: nn.Module, batch: Batch, ctx: Optional[StepContext] = None) -> LossOutput:
+        """The explanation terms without the cross-entropy, to add to a criterion of your own:
+        ``out = method.explanation_loss(model, batch)``, then ``my_criterion(out.logits, y) + out.loss``
+        (``out.logits`` are the clean logits of the same forward pass, differentiable). Refused for a
+        method that is not ``composable``."""
+        if not self.composable:
+            raise UserError(f"method {self.name!r} has no explanation terms apart from its loss: {self.not_composable}")
+        ctx = context(ctx)
+        _, logits, penalties = self._forward(model, batch, ctx)
+        total = sum(penalties.values(), logits.new_zeros(()))
+        return LossOutput(total, logits, {k: v.detach() for k, v in penalties.items()})
+
+    def _forward(self, model, batch, ctx):
+        x = batch.x.detach().requires_grad_(True) if self.needs_input_grad else batch.x
+        logits = model(x)
+        return x, logits, self.penalties(model, batch, x, logits, ctx)
 
     # -- schedules ----------------------------------------------------------------------------
     def start_epoch(self, epoch: int, num_epochs: int) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.contextual_decomposition import ACTIVATION_RULES, BIAS_RULES, contextual_decomposition
+from ..ops.contextual_decomposition import ACTIVATION_RULES, BIAS_RULES, check_decomposable, contextual_decomposition
 from .base import Method
 from .registry import register_method
 
@@ -55,9 +55,13 @@ class CDEP(Method):
     """CE + lam * the masked region's contribution to the logits under contextual decomposition."""
 
     name = "cdep"
+    paper = "Rieger, Singh, Murdoch & Yu, ICML 2020"
     defaults = {"lam": 3.0, "score": "abs", "activation_rule": "marginal", "bias_rule": "irrelevant"}
     choices = {"score": SCORES, "bias_rule": BIAS_RULES, "activation_rule": ACTIVATION_RULES}
     bounds = {"lam": (0.0, None)}
+
+    def check_model(self, model):
+        check_decomposable(model)
 
     def penalties(self, model, batch, x, logits, ctx):
         mask = batch.effective_mask

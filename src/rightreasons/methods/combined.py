@@ -1,8 +1,11 @@
 """Combinations of methods, e.g. IBP-Ex + RRR (Heo et al., NeurIPS 2023): built from the parts.
 
-    loss = ce_weight_of_first_part * CE(f(x), y) + sum over parts of their penalties
+    loss = ce_weight * CE(f(x), y) + sum over parts of their penalties
 
-Hyperparameters are the union of the parts' (names must not clash); schedule state is kept per part.
+``ce_weight`` is the one part's that schedules it (IBP-Ex's kappa), else 1. Hyperparameters are the
+union of the parts' (names must not clash); schedule state is kept per part. Only parts whose objective
+is the clean cross-entropy plus penalties (``composable``) can be combined, and at most one of them
+may weight the cross-entropy: anything else is refused, in one line, when the combination is built.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ class Combined(Method):
     def __init__(self, **params):
         super().__init__(**params)  # validates against the union of defaults
         self.members = [self._member(part) for part in self.parts]
+        weighted = [m for m, part in zip(self.members, self.parts) if _weights_ce(part)]
+        self._ce_member = weighted[0] if weighted else None
 
     def _member(self, part: type[Method]) -> Method:
         """The part built from its share of the parameters; its errors name the combination."""
@@ -29,12 +34,12 @@ class Combined(Method):
             text, prefix = str(err), f"method {part.name!r}"
             raise UserError(f"method {self.name!r}{text[len(prefix):]}" if text.startswith(prefix) else text) from None
 
-    @property
-    def needs_input_grad(self):  # type: ignore[override]
-        return any(m.needs_input_grad for m in self.members)
+    def check_model(self, model):
+        for member in self.members:
+            member.check_model(model)
 
     def ce_weight(self, ctx):
-        return self.members[0].ce_weight(ctx)
+        return 1.0 if self._ce_member is None else self._ce_member.ce_weight(ctx)
 
     def penalties(self, model, batch, x, logits, ctx):
         out = {}
@@ -50,12 +55,30 @@ class Combined(Method):
         return {m.name: m.state_dict() for m in self.members if m.state_dict()}
 
     def load_state_dict(self, state):
+        unknown = sorted(set(state) - {m.name for m in self.members})
+        if unknown:
+            raise UserError(f"method {self.name!r}: unknown state keys {unknown}")
         for member in self.members:
             member.load_state_dict(state.get(member.name, {}))
 
 
-def combine(*parts: type[Method]) -> type[Combined]:
-    """Register and return the method ``part1+part2+...`` made of ``parts`` (first part sets the CE weight)."""
+def _weights_ce(part: type[Method]) -> bool:
+    """Whether ``part`` weights the clean cross-entropy itself (overrides ``ce_weight``)."""
+    return part.ce_weight is not Method.ce_weight
+
+
+def combine(*parts: type[Method], register: bool = True) -> type[Combined]:
+    """The method ``part1+part2+...`` made of ``parts`` (registered under that name unless ``register``
+    is False). Raises a one-line :class:`UserError` naming the part that cannot be combined and why."""
+    name = "+".join(p.name for p in parts)
+    if len(parts) < 2:
+        raise UserError(f"cannot combine {name!r}: a combination needs at least two methods")
+    for part in parts:
+        if not part.composable:
+            raise UserError(f"cannot combine {name!r}: {part.name}: {part.not_composable}")
+    weighted = [p.name for p in parts if _weights_ce(p)]
+    if len(weighted) > 1:
+        raise UserError(f"cannot combine {name!r}: {' and '.join(weighted)} both weight the clean cross-entropy")
     defaults: dict = {}
     choices: dict = {}
     bounds: dict = {}
@@ -63,16 +86,20 @@ def combine(*parts: type[Method]) -> type[Combined]:
     for part in parts:
         clash = set(defaults) & set(part.defaults)
         if clash:
-            raise ValueError(f"cannot combine {[p.name for p in parts]}: parameter(s) {sorted(clash)} clash")
+            raise UserError(f"cannot combine {name!r}: {part.name} repeats the parameter(s) {', '.join(sorted(clash))}")
         defaults.update(part.defaults)
         choices.update(part.choices)
         bounds.update(part.bounds)
         optional |= set(part.optional) | {k for k, v in part.defaults.items() if v is None}
-    name = "+".join(p.name for p in parts)
     cls = type(
         "".join(p.__name__ for p in parts),
         (Combined,),
         {"name": name, "parts": tuple(parts), "defaults": defaults, "choices": choices, "bounds": bounds,
-         "optional": frozenset(optional), "__doc__": f"Combination {name}: " + " + ".join(p.__name__ for p in parts) + " (penalties summed)."},
+         "optional": frozenset(optional), "paper": " + ".join(p.paper for p in parts if p.paper),
+         "uses_mask": any(p.uses_mask for p in parts),
+         "needs_input_grad": any(p.needs_input_grad for p in parts),
+         "needs_split_model": any(p.needs_split_model for p in parts),
+         "standalone": any(p.standalone for p in parts),
+         "__doc__": f"Combination {name}: " + " + ".join(p.__name__ for p in parts) + " (penalties summed)."},
     )
-    return register_method(cls)
+    return register_method(cls) if register else cls

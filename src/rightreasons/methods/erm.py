@@ -9,5 +9,6 @@ class ERM(Method):
     """Plain cross-entropy; ignores masks. The baseline every explanation method must beat."""
 
     name = "erm"
+    paper = "baseline"
     defaults = {}
     uses_mask = False

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..models.split import split_model
-from .base import LossOutput, Method
+from .base import LossOutput, Method, context
 from .registry import register_method
 
 SCHEDULES = ("joint", "alternate")
@@ -83,9 +83,18 @@ class FeatureKL(Method):
     defaults = {"lam": 10000.0, "update": "mapping_and_features", "schedule": "joint", "baseline": 0.0}
     choices = {"schedule": SCHEDULES, "update": UPDATES}
     bounds = {"lam": (0.0, None)}
+    paper = "Tao & Shokri, Machine Learning from Explanations (poster)"
     standalone = True  # needs a split model; mask = 0 on annotated examples is not ERM (see module docstring)
+    needs_split_model = True
+    composable = False
+    not_composable = ("it runs the split model part by part (features, mapping, classify) and, with "
+                      "schedule='alternate', leaves out the cross-entropy on every other step")
 
-    def loss(self, model, batch, ctx):
+    def check_model(self, model):
+        split_model(model)
+
+    def loss(self, model, batch, ctx=None):
+        ctx = context(ctx)
         if self.schedule == "alternate" and dist.is_available() and dist.is_initialized():
             raise UserError("method 'feature_kl': schedule='alternate' leaves parameters without gradients, "
                             "which DistributedDataParallel refuses; use schedule='joint'")

@@ -85,6 +85,9 @@ class GroupDRO(Method):
     defaults = {"step_size": 0.01, "adjustment": 2.0, "num_groups": 0}
     bounds = {"step_size": (0.0, None), "adjustment": (0.0, None), "num_groups": (0, None)}
     uses_mask = False
+    paper = "Sagawa, Koh, Hashimoto & Liang, ICLR 2020"
+    composable = False
+    not_composable = "its objective is the group-weighted cross-entropy itself, not the clean cross-entropy plus a penalty"
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -104,7 +107,7 @@ class GroupDRO(Method):
         pad = torch.zeros(size - old, dtype=torch.float64)
         self.q, self.counts, self.running = q, torch.cat([self.counts, pad]), torch.cat([self.running, pad])
 
-    def loss(self, model, batch, ctx):
+    def loss(self, model, batch, ctx=None):
         logits = model(batch.x)
         per_example = F.cross_entropy(logits, batch.y, reduction="none")
         if len(batch) and int(batch.group.min()) < 0:

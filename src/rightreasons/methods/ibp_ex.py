@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..ops.interval_bounds import interval_bounds, mask_box, masked_ibp
+from ..ops.interval_bounds import check_bounded, interval_bounds, mask_box, masked_ibp
 from ..ops.schedules import ce_weight_schedule, eps_ramp
 from .avg_ex import annotated, explanation_mask
-from .base import LossOutput, Method, check_clip_order, clip_range
+from .base import LossOutput, Method, check_clip_order, clip_range, context
 from .registry import register_method
 
 
@@ -36,6 +36,7 @@ class IbpEx(Method):
     """kappa * CE + (1 - kappa) * CE of the IBP worst-case logits over the mask box (Heo et al. 2023)."""
 
     name = "ibp_ex"
+    paper = "Heo, Piratla, Wicker & Weller, NeurIPS 2023"
     defaults = {"eps": 1.0, "kappa_end": 0.5, "warmup_epochs": 1.0, "ramp_epochs": 3.0, "bound": "margin",
                 "clip_min": -math.inf, "clip_max": math.inf}
     choices = {"bound": ("margin", "naive")}
@@ -47,6 +48,9 @@ class IbpEx(Method):
         check_clip_order(self)
         self.eps_schedule = eps_ramp(self.eps, self.warmup_epochs, self.ramp_epochs)
         self.kappa_schedule = ce_weight_schedule(self.kappa_end, self.warmup_epochs, self.ramp_epochs)
+
+    def check_model(self, model):
+        check_bounded(model, margin=self.bound == "margin")
 
     def ce_weight(self, ctx):
         return self.kappa_schedule.current()
@@ -78,8 +82,9 @@ class IbpEx(Method):
         worst = self._worst_logits(model, batch, mask, eps, clip_range(self, ctx)) if eps > 0 and bool(weight.any()) else None
         return {"ibp_ex": self._term(logits, worst, batch, weight)}
 
-    def loss(self, model, batch, ctx):
+    def loss(self, model, batch, ctx=None):
         """One pass for the clean logits and the bounds when the box is centred at x (margin form)."""
+        ctx = context(ctx)
         mask = explanation_mask(batch)
         weight = annotated(mask)
         eps = self.eps_schedule.current()

@@ -39,7 +39,7 @@ from ..batch import Batch
 from ..errors import UserError
 from ..ops.integrated_gradients import integrated_gradients
 from ..ops.modes import eval_mode
-from .base import LossOutput, Method, StepContext, check_clip_order, clip_range
+from .base import Method, StepContext, check_clip_order, clip_range
 from .registry import register_method
 
 REGIONS = ("all", "mask")
@@ -64,6 +64,7 @@ class RobustAttribution(Method):
     """Shared machinery of IG-NORM and IG-SUM-NORM: the ball, the PGD inner maximisation, the IG term."""
 
     uses_mask = False  # with the default region="all"; region="mask" reads masks (and reduces to ERM on m = 0)
+    paper = "Chen, Wu, Rastogi, Liang & Jha, NeurIPS 2019"
     choices = {"region": REGIONS}
 
     def radius(self, batch: Batch) -> torch.Tensor:
@@ -122,15 +123,12 @@ class IGNorm(RobustAttribution):
             # d||(x' - x) * g||_1 / dx' vanishes at x' = x: a deterministic start never moves
             raise UserError("method 'ig_norm' needs random_start=True (the IG norm has zero gradient at x' = x)")
 
-    def loss(self, model, batch, ctx):
-        logits = model(batch.x)
-        ce = F.cross_entropy(logits, batch.y)
+    def penalties(self, model, batch, x, logits, ctx):
         if self.lam == 0:
-            return LossOutput(ce, logits, {"ce": ce.detach(), "ig_l1": ce.new_zeros(())})
+            return {"ig_l1": logits.new_zeros(())}
 
         def objective(x, x_adv):
             return self.ig_term(model, batch, x_adv, self.pgd_ig_steps, True).sum()
 
         x_adv = self.attack(model, batch, objective, ctx)
-        ig = self.ig_term(model, batch, x_adv, self.ig_steps, True).mean()
-        return LossOutput(ce + self.lam * ig, logits, {"ce": ce.detach(), "ig_l1": ig.detach()})
+        return {"ig_l1": self.lam * self.ig_term(model, batch, x_adv, self.ig_steps, True).mean()}

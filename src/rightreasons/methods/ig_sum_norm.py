@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .base import LossOutput
+from .base import LossOutput, context
 from .ig_norm import RAR_BOUNDS, RAR_DEFAULTS, RobustAttribution
 from .registry import register_method
 
@@ -24,10 +24,13 @@ class IGSumNorm(RobustAttribution):
     """CE(x') + beta * ||IG(x -> x')||_1 at the x' that maximises that sum (Chen et al. 2019)."""
 
     name = "ig_sum_norm"
+    composable = False
+    not_composable = "its objective is the cross-entropy at the adversarial point x', not the clean cross-entropy plus a penalty"
     defaults = {"beta": 0.1, **RAR_DEFAULTS}
     bounds = {"beta": (0.0, None), **RAR_BOUNDS}
 
-    def loss(self, model, batch, ctx):
+    def loss(self, model, batch, ctx=None):
+        ctx = context(ctx)
         logits = model(batch.x)
         ce = F.cross_entropy(logits, batch.y)
 

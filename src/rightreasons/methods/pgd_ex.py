@@ -32,6 +32,7 @@ class PgdEx(Method):
     """CE + alpha * CE at the masked PGD adversary (Heo et al. 2023)."""
 
     name = "pgd_ex"
+    paper = "Heo, Piratla, Wicker & Weller, NeurIPS 2023"
     defaults = {"alpha": 1.0, "eps": 1.0, "steps": 10, "step_size": 0.0, "step_factor": 2.5,
                 "random_start": False, "clip_min": None, "clip_max": None, "warmup_epochs": 0.0, "ramp_epochs": 0.0}
     bounds = {"alpha": (0.0, None), "eps": (0.0, None), "steps": (0, None), "step_size": (0.0, None),

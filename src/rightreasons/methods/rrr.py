@@ -6,7 +6,7 @@ regularisation (the same penalty with the mask set to ones everywhere).
 s is the gradient target (default: sum_k log softmax(f(x))_k, as Ross et al.) and ||.|| the norm
 (default: squared L2). Inputs are in [0, 1] and the penalty is averaged over the batch like the CE,
 so lam = 10 here corresponds to Ross et al.'s lam = 1000 on a summed loss with their scaling only
-roughly; lam does not transfer between implementations (DESIGN.md §3). Examples without an
+roughly; lam does not transfer between implementations. Examples without an
 annotation (``has_mask`` False) contribute nothing to the penalty.
 """
 
@@ -41,6 +41,7 @@ class RRR(Method):
     """
 
     name = "rrr"
+    paper = "Ross, Hughes & Doshi-Velez, IJCAI 2017"
     defaults = {"lam": 10.0, "target": "log_prob_sum", "norm": "squared_l2", "everywhere": False}
     choices = {"target": tuple(GRADIENT_TARGETS), "norm": NORMS}
     bounds = {"lam": (0.0, None)}
@@ -60,5 +61,6 @@ class Certainty(RRR):
     """Certainty regularisation (Ross et al. 2017, §5): RRR with the mask set to ones everywhere."""
 
     name = "certainty"
+    paper = "Ross, Hughes & Doshi-Velez, IJCAI 2017"
     uses_mask = False
     defaults = {**RRR.defaults, "lam": 0.1, "everywhere": True}

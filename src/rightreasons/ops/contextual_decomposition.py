@@ -180,6 +180,14 @@ def unsupported_modules(model: nn.Module) -> list[str]:
     return bad
 
 
+def check_decomposable(model: nn.Module) -> None:
+    """Raise one :class:`UserError` listing every module the rule table cannot decompose."""
+    bad = unsupported_modules(model)
+    if bad:
+        raise UserError("contextual decomposition has no rule for: " + ", ".join(bad)
+                        + " (use nn.Sequential of supported layers, or register_cd_rule)")
+
+
 def _is_sequential(module: nn.Module) -> bool:
     """An ``nn.Sequential`` (or a subclass that keeps its forward): its children run in order."""
     return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
@@ -221,10 +229,7 @@ def contextual_decomposition(
     if torch.broadcast_shapes(mask.shape, x.shape) != x.shape:
         raise UserError(f"contextual_decomposition: mask shape {tuple(mask.shape)} would enlarge x shape "
                         f"{tuple(x.shape)}")
-    bad = unsupported_modules(model)
-    if bad:
-        raise UserError("contextual decomposition has no rule for: " + ", ".join(bad)
-                        + " (use nn.Sequential of supported layers, or register_cd_rule)")
+    check_decomposable(model)
     opts = {"bias_rule": bias_rule, "activation_rule": activation_rule}
     with eval_mode(model):
         return _propagate(model, x * mask, x * (1 - mask), opts)

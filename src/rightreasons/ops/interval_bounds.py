@@ -179,6 +179,15 @@ def _split_last(model: nn.Module):
     return leaves[:-1], last
 
 
+def check_bounded(model: nn.Module, margin: bool = False) -> None:
+    """Raise one :class:`UserError` naming every module of ``model`` (in its current mode) that interval
+    bounds cannot propagate through; with ``margin``, also when the model does not end in ``nn.Linear``."""
+    if margin:
+        _split_last(model)
+    else:
+        layers(model)
+
+
 def _check_labels(y: torch.Tensor, n: int) -> None:
     if y.shape != (n,) or y.is_floating_point():
         raise UserError(f"margin bounds: y must be integer labels of shape ({n},), got {y.dtype} {tuple(y.shape)}")

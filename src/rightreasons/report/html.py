@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import UserError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json
 from . import saliency
 from .png import encode_png, write_png
 from ..bench.published import SOURCES, published_for
@@ -58,8 +58,10 @@ def _curves(out: Path, rows: list[dict], methods: list[str]) -> str:
     histories: dict[str, list[list[dict]]] = {}
     for row in rows:
         try:
-            metrics = json.loads((out / "runs" / row["run"] / "metrics.json").read_text())
-        except (OSError, json.JSONDecodeError):
+            metrics = read_json(out / "runs" / row["run"] / "metrics.json", "run metrics")
+        except UserError:  # the run went away or is being rewritten: no curve for it
+            continue
+        if not isinstance(metrics, dict):
             continue
         histories.setdefault(row["method"], []).append(metrics.get("history") or [])
     charts = []

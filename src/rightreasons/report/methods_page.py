@@ -17,23 +17,6 @@ from ..methods.base import param_text
 
 DOC_PATH = Path("docs/methods.md")
 
-#: short references for the overview table (details are in each method's docstring)
-PAPERS = {
-    "erm": "baseline",
-    "rrr": "Ross, Hughes & Doshi-Velez, IJCAI 2017",
-    "certainty": "Ross, Hughes & Doshi-Velez, IJCAI 2017",
-    "cdep": "Rieger, Singh, Murdoch & Yu, ICML 2020",
-    "avg_ex": "Heo, Piratla, Wicker & Weller, NeurIPS 2023",
-    "pgd_ex": "Heo, Piratla, Wicker & Weller, NeurIPS 2023",
-    "ibp_ex": "Heo, Piratla, Wicker & Weller, NeurIPS 2023",
-    "pgd_ex+rrr": "Heo et al. 2023 + Ross et al. 2017",
-    "ibp_ex+rrr": "Heo et al. 2023 + Ross et al. 2017",
-    "ig_norm": "Chen, Wu, Rastogi, Liang & Jha, NeurIPS 2019",
-    "ig_sum_norm": "Chen, Wu, Rastogi, Liang & Jha, NeurIPS 2019",
-    "group_dro": "Sagawa, Koh, Hashimoto & Liang, ICLR 2020",
-    "feature_kl": "Tao & Shokri, Machine Learning from Explanations (poster)",
-}
-
 HEADER = """# Methods
 
 Every registered training method in one place: what it optimises (formula), where it comes from, and
@@ -75,10 +58,14 @@ def method_section(name: str) -> str:
     cls = METHODS.get(name)
     module = sys.modules[cls.__module__]
     flags = [f"reads masks: {'yes' if cls.uses_mask else 'no'}"]
-    if getattr(cls, "standalone", False):
+    if cls.needs_split_model:
+        flags.append("needs a split model")
+    if not cls.composable:
+        flags.append(f"not combinable ({cls.not_composable})")
+    if cls.standalone:
         flags.append("standalone (tested on its own, see its docstring)")
     lines = [f"## `{name}`", "", f"*{_docstring(cls).splitlines()[0] if cls.__doc__ else cls.__name__}*",
-             "", f"Paper: {PAPERS.get(name, 'see below')}. Module `{cls.__module__}`; {'; '.join(flags)}.", "",
+             "", f"Paper: {cls.paper or 'see below'}. Module `{cls.__module__}`; {'; '.join(flags)}.", "",
              "```text", _docstring(module), "```", ""]
     if cls.defaults:
         lines += ["| parameter | type | default | allowed |", "|---|---|---|---|", *parameter_rows(cls), ""]
@@ -104,7 +91,7 @@ def extra_sections() -> str:
 
 def generate() -> str:
     overview = ["| method | paper | reads masks |", "|---|---|---|"]
-    overview += [f"| [`{n}`](#{n.replace('+', '')}) | {PAPERS.get(n, 'see section')} | "
+    overview += [f"| [`{n}`](#{n.replace('+', '')}) | {METHODS.get(n).paper or 'see section'} | "
                  f"{'yes' if METHODS.get(n).uses_mask else 'no'} |" for n in METHODS.names()]
     body = [method_section(n) for n in METHODS.names()]
     return "\n".join([HEADER, *overview, "", *body, extra_sections()]).rstrip() + "\n"
