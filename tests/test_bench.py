@@ -68,13 +68,15 @@ def test_bench_results_summary_and_resume(tmp_path, idx_dir, capsys):
     text = (out / "summary.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| erm") or line.startswith("| rrr")]
     assert len(table) == 2
-    header = [h.strip() for h in next(line for line in text.splitlines() if line.startswith("| method")).split("|")[1:-1]]
+    head = next(line for line in text.splitlines() if line.startswith("| method"))
+    header = [h.strip() for h in head.split("|")[1:-1]]
     for line in table:
         cells = dict(zip(header, [c.strip() for c in line.split("|")[1:-1]]))
         mine = [r for r in rows if r["method"] == cells["method"]]
         assert int(cells["runs"]) == 2
-        for col, name, decimals in (("test_worst_group_accuracy", "worst-group acc.", 3), ("test_accuracy", "accuracy", 3),
-                                    ("train_seconds", "train s", 1), ("peak_memory_mb", "peak MB", 0)):
+        for col, name, decimals in (("test_worst_group_accuracy", "worst-group acc.", 3),
+                                    ("test_accuracy", "accuracy", 3), ("train_seconds", "train s", 1),
+                                    ("peak_memory_mb", "peak MB", 0)):
             values = [float(r[col]) for r in mine]
             mean, std = parse_pm(cells[name])
             assert mean == pytest.approx(round(statistics.fmean(values), decimals), abs=1e-9)
@@ -235,7 +237,9 @@ def test_presets_plan_their_comparison(name, tmp_path, capsys):
 
 
 def test_preset_training_settings_reach_the_planned_configs(tmp_path, monkeypatch):
-    original = bench.plan_runs
+    from rightreasons.bench import plan as plan_module
+
+    original = plan_module.plan_runs
 
     def plan(*args):
         captured = {}
@@ -244,7 +248,7 @@ def test_preset_training_settings_reach_the_planned_configs(tmp_path, monkeypatc
             captured["base"] = base
             return original(out, datasets, methods, seeds, base, *rest, **kw)
 
-        monkeypatch.setattr(bench, "plan_runs", spy)
+        monkeypatch.setattr(plan_module, "plan_runs", spy)
         assert main(["bench", *args, "--out", str(tmp_path / "p"), "--dry-run", "--seeds", "1"]) == 0
         return captured["base"]
 

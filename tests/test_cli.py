@@ -78,7 +78,7 @@ def test_list_shows_registries(capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--method", "nope", "--out", "{tmp}/o"], "unknown method 'nope'"),
+        (["train", "--method", "nope", "--out", "{tmp}/o"], "'nope' is not one of 'avg_ex'"),
         (["train", "--data", "nope", "--out", "{tmp}/o"], "unknown dataset 'nope'"),
         (["train", "--model", "nope", "--out", "{tmp}/o", "--data-option", "source={idx}"], "unknown model 'nope'"),
         (["train", "--param", "lam=big", "--out", "{tmp}/o"], "parameter 'lam' must be float"),
@@ -86,7 +86,7 @@ def test_list_shows_registries(capsys):
         (["train", "--param", "eta=1", "--out", "{tmp}/o"], "has no parameter 'eta'"),
         (["train", "--param", "lam=-1", "--out", "{tmp}/o"], "outside"),
         (["train", "--config", "{tmp}/missing.json", "--out", "{tmp}/o"], "cannot read config"),
-        (["train", "--epochs", "0", "--out", "{tmp}/o"], "'epochs' must be a positive integer"),
+        (["train", "--epochs", "0", "--out", "{tmp}/o"], "'--epochs': 0 is not in the range x>=1"),
         (["train", "--data-option", "val=sideways", "--out", "{tmp}/o", "--data-option", "source={idx}"], "val"),
         (["train", "--data-option", "source={tmp}/nowhere", "--out", "{tmp}/o"], "nowhere"),
         (["evaluate", "{tmp}/no-such-run"], "no such run directory"),

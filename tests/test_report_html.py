@@ -29,7 +29,10 @@ window.addEventListener("error", function (e) {
   window.__errors.push(String(e.message || (e.target && (e.target.src || e.target.tagName)) || "error"));
 }, true);
 var consoleError = console.error;
-console.error = function () { window.__errors.push(Array.prototype.join.call(arguments, " ")); consoleError.apply(console, arguments); };
+console.error = function () {
+  window.__errors.push(Array.prototype.join.call(arguments, " "));
+  consoleError.apply(console, arguments);
+};
 window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0 && i.naturalHeight > 0; }).length;
@@ -83,7 +86,8 @@ def read_png(data: bytes) -> np.ndarray:
 
 
 def test_every_image_is_a_png_of_its_stated_size(report):
-    images = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)" width="(\d+)" height="(\d+)"', report.read_text())
+    pattern = r'<img [^>]*src="data:image/png;base64,([^"]+)" width="(\d+)" height="(\d+)"'
+    images = re.findall(pattern, report.read_text())
     assert len(images) == expected_images()
     for data, width, height in images:
         pixels = read_png(base64.b64decode(data))

@@ -63,4 +63,4 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON in {what} at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise UserError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None

@@ -193,14 +193,16 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                     failed.append((spec.name, why))
                     log(f"FAILED {spec.name} (exit {proc.returncode}): {why} [{spec.dir / 'train.log'}]")
                     if proc.returncode == 2:  # a user error: the other seeds of this pair would fail alike
-                        same = [q for q in queue if (q.config.data, q.config.method) == (spec.config.data, spec.config.method)]
+                        pair = (spec.config.data, spec.config.method)
+                        same = [q for q in queue if (q.config.data, q.config.method) == pair]
                         queue = [q for q in queue if q not in same]
                         failed += [(q.name, f"skipped after {spec.name} failed") for q in same]
                     continue
                 durations.append((spec.config.method, seconds))
                 eta = estimate_seconds_left(durations, [q.config.method for q in queue]
                                             + [a[0].config.method for a in active], jobs)
-                log(f"[{done}/{len(todo)}] {spec.name}: {_brief(spec.dir)}, {seconds:.0f}s; about {eta / 60:.1f} min left")
+                log(f"[{done}/{len(todo)}] {spec.name}: {_brief(spec.dir)}, {seconds:.0f}s; "
+                    f"about {eta / 60:.1f} min left")
                 if on_finish is not None:
                     on_finish(spec)
     finally:

@@ -1,7 +1,7 @@
-"""Presets: the published comparisons, as far as the papers in hand specify them.
+"""Presets: the published comparisons, as far as the papers specify them.
 
 Each preset names datasets, methods, seeds and settings, and says for every setting whether it comes
-from the paper or is our choice (the slides and summaries we have give few hyperparameters).
+from the paper or is our choice (the papers give few hyperparameters).
 Methods a preset lists but that are not registered (yet) are skipped with a warning.
 """
 

@@ -3,7 +3,7 @@
 Values are fractions (the papers' percentages / 100). ``metric`` names what the paper reports:
 ``accuracy`` (test accuracy), ``worst_group_accuracy``, or ``robust_accuracy`` (the label Heo et al.'s
 table uses; we show it beside our worst-group accuracy but do not claim the two are the same metric).
-Nothing here is typed from memory: each entry names the document it was read from.
+Nothing here is typed from memory: each source says where in its publication the numbers are.
 """
 
 from __future__ import annotations
@@ -33,18 +33,16 @@ class Published:
 SOURCES = {s.key: s for s in (
     Source("ross2017", "Ross, Hughes & Doshi-Velez, Right for the Right Reasons, IJCAI 2017 "
                        "(doi:10.24963/ijcai.2017/371)",
-           "Figure as quoted in the project's DESIGN/README; the slides in papers/ show the Decoy-MNIST "
-           "experiment but not the number"),
+           "Section 4 (Decoy MNIST) of the paper"),
     Source("heo2023", "Heo, Piratla, Wicker & Weller, Use Perturbations when Learning from Explanations, "
                       "NeurIPS 2023 (arXiv:2303.06419)",
-           "Results table in papers/heo2023-use-perturbations-slides.txt (Decoy-MNIST column = the "
-           "half-image variant, 'Robust Accuracy', mean +- std; P+G = PGD-Ex + Grad-Reg, I+G = IBP-Ex + Grad-Reg)"),
-    Source("rerun2025", "A 2025 re-run of the Decoy-MNIST comparison",
-           "Numbers as quoted in the project's issue 5; the primary source is not in papers/ and was not "
-           "verified here (possibly Ghitu, Piratla & Wicker, Model Guidance via Robust Feature Attribution, TMLR 2025)"),
+           "Table of robust accuracies (Decoy-MNIST column = the half-image variant, mean +- std; "
+           "P+G = PGD-Ex + Grad-Reg, I+G = IBP-Ex + Grad-Reg)"),
+    Source("ghitu2025", "Ghitu, Wicker & Piratla, Model Guidance via Robust Feature Attribution, TMLR 2025",
+           "Worst-group accuracies from the results the authors publish with their code "
+           "(R4/experiment_results/decoy_mnist.yaml)"),
     Source("chen2019", "Chen, Wu, Rastogi, Liang & Jha, Robust Attribution Regularization, NeurIPS 2019",
-           "The 'Nat Acc.' column of the MNIST rows in papers/chen2019-robust-attribution-regularization-slides.md "
-           "(their model, not the 784-50-30-10 MLP)"),
+           "Table 1, the 'Nat Acc.' column of the MNIST rows (their model, not our MLP)"),
 )}
 
 PUBLISHED: tuple[Published, ...] = (
@@ -59,12 +57,11 @@ PUBLISHED: tuple[Published, ...] = (
     Published("decoy-mnist-half", "ibp_ex", "robust_accuracy", 0.476, 0.020, "heo2023"),
     Published("decoy-mnist-half", "pgd_ex+rrr", "robust_accuracy", 0.958, 0.004, "heo2023", "P+G"),
     Published("decoy-mnist-half", "ibp_ex+rrr", "robust_accuracy", 0.950, 0.006, "heo2023", "I+G"),
-    # 2025 re-run, Decoy-MNIST, worst-group accuracy
-    Published("decoy-mnist", "ibp_ex+rrr", "worst_group_accuracy", 0.881, None, "rerun2025"),
-    Published("decoy-mnist", "ibp_ex", "worst_group_accuracy", 0.837, None, "rerun2025"),
-    Published("decoy-mnist", "rrr", "worst_group_accuracy", 0.854, None, "rerun2025"),
-    Published("decoy-mnist", "best reported method", "worst_group_accuracy", 0.948, None, "rerun2025",
-              "the best method of that comparison"),
+    # Ghitu, Wicker & Piratla 2025, Decoy-MNIST, worst-group accuracy
+    Published("decoy-mnist", "ibp_ex+rrr", "worst_group_accuracy", 0.881, None, "ghitu2025"),
+    Published("decoy-mnist", "ibp_ex", "worst_group_accuracy", 0.837, None, "ghitu2025"),
+    Published("decoy-mnist", "rrr", "worst_group_accuracy", 0.854, None, "ghitu2025"),
+    Published("decoy-mnist", "r4", "worst_group_accuracy", 0.948, None, "ghitu2025", "R4, the paper's own method"),
     # Chen et al. 2019, clean MNIST, natural accuracy
     Published("mnist", "erm", "accuracy", 0.9917, None, "chen2019", "NATURAL"),
     Published("mnist", "ig_norm", "accuracy", 0.9874, None, "chen2019"),

@@ -137,6 +137,10 @@ class ExplanationDataset:
         )
 
 
+#: the splits of every dataset, in order
+SPLITS = ("train", "val", "test")
+
+
 @dataclass
 class DataSplits:
     """Explicit train / validation / test splits of one dataset, plus a description of how they were made."""
@@ -155,6 +159,6 @@ class DataSplits:
         return self.train.input_shape
 
     def split(self, name: str) -> ExplanationDataset:
-        if name not in ("train", "val", "test"):
+        if name not in SPLITS:
             raise DataError(f"unknown split {name!r}; expected train, val or test")
         return getattr(self, name)

@@ -39,10 +39,9 @@ import torch
 
 from ..errors import UserError
 from .registry import register_dataset
-from .dataset import DataSplits, ExplanationDataset
+from .dataset import SPLITS, DataSplits, ExplanationDataset
 from .mnist_source import load_mnist
 
-SPLITS = ("train", "val", "test")
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -120,6 +120,22 @@ def save_find_another(out: str | Path, item: FindAnotherModel) -> Path:
     return run_dir
 
 
+def summary_row(out: str | Path, item: FindAnotherModel) -> dict:
+    """One row of ``report.json`` for a finished model: test accuracies, the penalised share and, on
+    Toy Colors, which rule the model uses (also recorded in its metrics)."""
+    from .toy_colors_rules import rule_report
+
+    row = {"model": item.index, "dir": str(Path(out) / f"model-{item.index}"),
+           "accuracy": item.metrics["test"]["accuracy"],
+           "worst_group_accuracy": item.metrics["test"]["worst_group_accuracy"],
+           "penalised_fraction": item.metrics["find_another"]["penalised_fraction"],
+           "train_seconds": item.metrics["train_seconds"]}
+    if item.config.data == "toy-colors":
+        item.metrics["find_another"]["rules"] = rule_report(item.model, item.data.test, seed=item.config.seed)
+        row.update(item.metrics["find_another"]["rules"])
+    return row
+
+
 def write_summary(out: str | Path, summary: list[dict]) -> None:
     """``out/report.json``: one row per model (metrics and, on Toy Colors, the rule it uses)."""
     atomic_write_json(Path(out) / "report.json", summary)

@@ -75,8 +75,9 @@ def _curves(out: Path, rows: list[dict], methods: list[str]) -> str:
         charts.append(line_chart(series, title + " (mean over seeds)", key, y_range))
     protocols = {json.loads(r.get("data_options") or "{}").get("val", "default") for r in rows}
     shortcut = any(str(r["dataset"]).startswith(("decoy-mnist", "color-mnist")) for r in rows)  # have a val option
-    note = ("" if protocols == {"decorrelated"} or not shortcut else '<p class="note">The validation split here is drawn like the '
-            "training split (the dataset's default), so a model that uses the shortcut still scores well on it; "
+    note = ("" if protocols == {"decorrelated"} or not shortcut else
+            '<p class="note">The validation split here is drawn like the training split (the dataset\'s default), '
+            "so a model that uses the shortcut still scores well on it; "
             "<code>--data-option val=decorrelated</code> gives curves that show shortcut use.</p>")
     return '<div class="curves">' + "".join(charts) + "</div>" + note
 

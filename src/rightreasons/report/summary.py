@@ -67,7 +67,8 @@ def summarize(rows: list[dict]) -> dict[str, list[MethodSummary]]:
         items = []
         for method in dict.fromkeys(r["method"] for r in mine):
             runs = [r for r in mine if r["method"] == method]
-            items.append(MethodSummary(method, len(runs), {col: stat(r.get(col) for r in runs) for col, _, _ in COLUMNS}))
+            stats = {col: stat(r.get(col) for r in runs) for col, _, _ in COLUMNS}
+            items.append(MethodSummary(method, len(runs), stats))
         key = COLUMNS[0][0]
         items.sort(key=lambda m: -m.stats[key].mean if m.stats[key].n else math.inf)
         out[str(dataset)] = items
@@ -89,12 +90,14 @@ def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[s
         lines += [f"Command: `{command}`", ""]
     lines += ["Computed from results.csv by `rightreasons.report.summary`: test split, mean ± sample standard "
               "deviation over seeds (runs = number of seeds). Worst-group = worst per-group accuracy "
-              "(groups = labels unless the data options say otherwise). Published numbers: value, metric, [source].", ""]
+              "(groups = labels unless the data options say otherwise). "
+              "Published numbers: value, metric, [source].", ""]
     used = set()
     for dataset, items in summary.items():
         lines += [f"## {dataset}", ""]
         header = ["method", "runs"] + [h for _, h, _ in COLUMNS] + ["published"]
-        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS) + ["---"]) + "|"]
+        rule = "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS) + ["---"]) + "|"
+        lines += ["| " + " | ".join(header) + " |", rule]
         for item in items:
             cells = [item.method, str(item.runs)] + [item.stats[c].format(d) for c, _, d in COLUMNS]
             lines.append("| " + " | ".join(cells + [published_cell(dataset, item.method)]) + " |")

@@ -1,15 +1,16 @@
-"""The training loop: one function, readable top to bottom.
+"""The training loop: ``fit``, readable top to bottom, with its steps in small helpers below it.
 
 Per epoch: advance the method's schedules, shuffle with the run's own generator, and for each batch
 compute the method's loss, stop on (or skip) a non-finite value (naming the step and the term),
-back-propagate and step the optimiser; then measure the validation split and write a checkpoint. The model kept is the last one or the best
-on validation (``select``); the test split is never looked at here.
+back-propagate and step the optimiser; then measure the validation split and write a checkpoint. The
+model kept is the last one or the best on validation (``select``); the test split is never looked at here.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ..console import stderr_console
 from ..data.dataset import DataSplits, ExplanationDataset
 from ..errors import UserError
 from ..methods.base import Method, StepContext
@@ -25,8 +27,7 @@ from ..metrics.evaluate import evaluate
 from ..ops.modes import train_mode
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .distributed import available_cores  # noqa: F401  (re-exported)
-from .distributed import barrier, check_static_graph, local_cores, loss_scale, shard, world, wrap
+from .distributed import barrier, check_static_graph, loss_scale, shard, world, wrap
 
 
 class NonFiniteLossError(RuntimeError):
@@ -95,6 +96,18 @@ def _restore(checkpoint_dir, config, model, optimizer, method, gens) -> Optional
     return state
 
 
+@dataclass
+class _Run:
+    """Where training stands: epochs done, optimiser steps taken, training seconds so far, and the best
+    validation score and weights so far (only when selecting on validation)."""
+
+    epoch: int = 0
+    step: int = 0
+    seconds: float = 0.0
+    best_score: float = -math.inf
+    best_state: Optional[dict] = None
+
+
 def fit(
     model: nn.Module,
     method: Method,
@@ -112,18 +125,14 @@ def fit(
     continues from the latest one there, exactly as if it had never stopped. Training draws on its
     own random streams (seeded from ``config.seed``), never on the caller's global RNG.
     """
-    # None (unset epochs or batch size): the dataset's default
-    config = config.replace(epochs=config.epoch_count(), batch_size=config.batch_size_used())
-    train_set = data.train if isinstance(data, DataSplits) else data
-    val_set = data.val if isinstance(data, DataSplits) else None
-    if len(train_set) == 0:
-        raise UserError(f"{train_set.name}: the training split is empty")
-    if config.select != "last" and val_set is None:
-        raise UserError(f"select={config.select!r} needs a validation split")
+    # the config with unset epochs and batch size resolved, and the splits
+    config, train_set, val_set = _resolve(config, data)
+    # this process among the processes training together, and the loss of one step (under DDP if several)
     rank, size = world()
     check_static_graph(model)
-    torch.set_num_threads(config.threads or local_cores())
     step_fn = wrap(model, method) if size > 1 else (lambda b, c: method.loss(model, b, c))
+    say = _logger(log, rank)
+    # the run's own random streams for shuffling and for the method, and the optimiser
     gens = {"shuffle": torch.Generator().manual_seed(config.seed),
             "method": torch.Generator().manual_seed(config.seed + 1_000_003)}
     optimizer = make_optimizer(model, config)
@@ -131,79 +140,138 @@ def fit(
     steps_per_epoch = train_set.num_batches(config.batch_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 2_000_003)  # dropout and other in-model randomness
-        restored = _restore(checkpoint_dir, config, model, optimizer, method, gens) if resume and checkpoint_dir else None
-        first_epoch, step, best_score, best_state, seconds = 0, 0, -math.inf, None, 0.0
-        if restored is not None:
-            first_epoch, step, seconds = restored["epoch"], restored["step"], restored["seconds"]
-            best_score, best_state = restored["best_score"], restored["best_state"]
-            result.history, result.selected_epoch = list(restored["history"]), restored["selected_epoch"]
-            if log is not None and rank == 0:
-                log(f"resuming after epoch {first_epoch} from {checkpoint_dir}")
-        bar = _progress(progress and rank == 0, (config.epochs - first_epoch) * steps_per_epoch)
-        try:
-            for epoch in range(first_epoch, config.epochs):
+        # continue after the latest checkpoint (with resume), else start afresh
+        run = _resume(checkpoint_dir if resume else None, config, model, optimizer, method, gens, result, say)
+        with _progress(progress and rank == 0, (config.epochs - run.epoch) * steps_per_epoch) as bar:
+            for epoch in range(run.epoch, config.epochs):
+                # advance the method's schedules, then one pass over the shuffled training split
                 epoch_start = time.perf_counter()
                 method.start_epoch(epoch, config.epochs)
-                sums: dict[str, float] = {}
-                skipped = 0
-                with train_mode(model):
-                    for index in train_set.index_batches(config.batch_size, shuffle=True, generator=gens["shuffle"]):
-                        local = shard(index, rank, size) if size > 1 else index
-                        ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=step, generator=gens["method"],
-                                          input_range=train_set.input_range)
-                        out = step_fn(train_set.batch(local), ctx)
-                        step += 1
-                        if bar is not None:
-                            bar.update(1)
-                        problem = _nonfinite_message(out, step - 1, epoch)
-                        if problem is not None:
-                            if config.on_nonfinite == "stop":
-                                raise NonFiniteLossError(problem)
-                            skipped += 1
-                            if log is not None and rank == 0:
-                                log(f"skipped: {problem}")
-                            continue
-                        for group in optimizer.param_groups:
-                            group["lr"] = learning_rate(config, step - 1, config.epochs * steps_per_epoch)
-                        optimizer.zero_grad(set_to_none=True)
-                        (out.loss * loss_scale(len(local), len(index), size) if size > 1 else out.loss).backward()
-                        optimizer.step()
-                        sums["loss"] = sums.get("loss", 0.0) + out.loss.item()
-                        for key, value in out.terms.items():
-                            sums[key] = sums.get(key, 0.0) + value.item()
-                used = max(steps_per_epoch - skipped, 1)
-                record = {"epoch": epoch + 1}
-                record.update({k: v / used for k, v in sums.items()})
-                if skipped:
-                    record["skipped_batches"] = skipped
-                if val_set is not None and len(val_set):
-                    val = evaluate(model, val_set, mask_share=False)
-                    record["val_accuracy"] = val["accuracy"]
-                    record["val_worst_group_accuracy"] = val["worst_group_accuracy"]
-                record["seconds"] = time.perf_counter() - epoch_start
-                seconds += record["seconds"]
+                sums, skipped = _train_epoch(epoch, run, model, step_fn, optimizer, train_set, config, gens, bar, say)
+                # the epoch's record: mean loss terms, skipped batches, validation metrics, seconds
+                record = _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start)
+                run.seconds += record["seconds"]
                 result.history.append(record)
-                if config.select != "last" and record[config.select] > best_score:
-                    best_score, result.selected_epoch = record[config.select], epoch + 1
-                    best_state = copy.deepcopy(model.state_dict())
-                if checkpoint_dir is not None and rank == 0:
-                    state = {"epoch": epoch + 1, "step": step, "seconds": seconds, "optimizer": optimizer.state_dict(),
-                             "method": method.state_dict(), "history": result.history, "best_score": best_score,
-                             "selected_epoch": result.selected_epoch,
-                             "rng": {**{k: g.get_state() for k, g in gens.items()}, "torch": torch.get_rng_state()}}
-                    save_checkpoint(checkpoint_dir, epoch + 1, model.state_dict(), state, config.to_dict(), best_state)
-                barrier()  # the checkpoint is complete before any process goes on
-                if log is not None and rank == 0:
-                    log(_format_epoch(record, config.epochs))
-        finally:
-            if bar is not None:
-                bar.close()
-    result.train_seconds = seconds
-    if best_state is not None:
-        model.load_state_dict(best_state)
+                # keep the weights of the best epoch on validation so far
+                _select_best(record, config, model, run, result)
+                run.epoch = epoch + 1
+                # the first process writes a checkpoint; it is complete before any process goes on
+                _write_checkpoint(checkpoint_dir if rank == 0 else None, run, result, config, model, optimizer,
+                                  method, gens)
+                barrier()
+                say(_format_epoch(record, config.epochs))
+    # the model kept: the best epoch's weights, or the last ones
+    result.train_seconds = run.seconds
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
     else:
         result.selected_epoch = config.epochs
     return result
+
+
+def _resolve(config: TrainConfig, data: DataSplits | ExplanationDataset
+             ) -> tuple[TrainConfig, ExplanationDataset, Optional[ExplanationDataset]]:
+    """``config`` with unset epochs and batch size set to the dataset's defaults, the training split and the
+    validation split (None for a bare dataset). Refuses an empty training split and selection without validation."""
+    config = config.replace(epochs=config.epoch_count(), batch_size=config.batch_size_used())
+    train_set = data.train if isinstance(data, DataSplits) else data
+    val_set = data.val if isinstance(data, DataSplits) else None
+    if len(train_set) == 0:
+        raise UserError(f"{train_set.name}: the training split is empty")
+    if config.select != "last" and val_set is None:
+        raise UserError(f"select={config.select!r} needs a validation split")
+    return config, train_set, val_set
+
+
+def _logger(log: Optional[Callable[[str], None]], rank: int) -> Callable[[str], None]:
+    """``log`` on the first process; a no-op on the others and without ``log``."""
+    return log if log is not None and rank == 0 else (lambda line: None)
+
+
+def _resume(checkpoint_dir, config, model, optimizer, method, gens, result, say) -> _Run:
+    """Restore model, optimiser, method, random streams, history and selection from the latest checkpoint in
+    ``checkpoint_dir`` and return where training stands; a fresh start without a directory or a checkpoint."""
+    restored = _restore(checkpoint_dir, config, model, optimizer, method, gens) if checkpoint_dir else None
+    if restored is None:
+        return _Run()
+    result.history, result.selected_epoch = list(restored["history"]), restored["selected_epoch"]
+    say(f"resuming after epoch {restored['epoch']} from {checkpoint_dir}")
+    return _Run(epoch=restored["epoch"], step=restored["step"], seconds=restored["seconds"],
+                best_score=restored["best_score"], best_state=restored["best_state"])
+
+
+def _train_epoch(epoch, run, model, step_fn, optimizer, train_set, config, gens, bar, say) -> tuple[dict, int]:
+    """One pass over the shuffled training split, counting steps in ``run.step``: per batch the method's loss,
+    a stop on (or skip of) a non-finite loss, the scheduled learning rate, backward and an optimiser step.
+    Returns the sums of the loss and of each term over the batches used, and the number of batches skipped."""
+    rank, size = world()
+    total_steps = config.epochs * train_set.num_batches(config.batch_size)
+    sums: dict[str, float] = {}
+    skipped = 0
+    with train_mode(model):
+        for index in train_set.index_batches(config.batch_size, shuffle=True, generator=gens["shuffle"]):
+            # the method's loss on this process's share of the batch
+            local = shard(index, rank, size) if size > 1 else index
+            ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=run.step, generator=gens["method"],
+                              input_range=train_set.input_range)
+            out = step_fn(train_set.batch(local), ctx)
+            run.step += 1
+            bar.update(1)
+            # a non-finite loss stops training, or skips the batch
+            problem = _nonfinite_message(out, run.step - 1, epoch)
+            if problem is not None:
+                if config.on_nonfinite == "stop":
+                    raise NonFiniteLossError(problem)
+                skipped += 1
+                say(f"skipped: {problem}")
+                continue
+            # the scheduled learning rate, backward (scaled to the global batch under DDP), step
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, run.step - 1, total_steps)
+            optimizer.zero_grad(set_to_none=True)
+            (out.loss * loss_scale(len(local), len(index), size) if size > 1 else out.loss).backward()
+            optimizer.step()
+            # the sums of the loss and its terms
+            sums["loss"] = sums.get("loss", 0.0) + out.loss.item()
+            for key, value in out.terms.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+    return sums, skipped
+
+
+def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start) -> dict:
+    """The history record of an epoch: its number, the mean loss and terms over the batches used, the
+    batches skipped (if any), accuracy and worst-group accuracy on the validation split, and seconds."""
+    used = max(steps_per_epoch - skipped, 1)
+    record = {"epoch": epoch + 1}
+    record.update({k: v / used for k, v in sums.items()})
+    if skipped:
+        record["skipped_batches"] = skipped
+    if val_set is not None and len(val_set):
+        val = evaluate(model, val_set, mask_share=False)
+        record["val_accuracy"] = val["accuracy"]
+        record["val_worst_group_accuracy"] = val["worst_group_accuracy"]
+    record["seconds"] = time.perf_counter() - epoch_start
+    return record
+
+
+def _select_best(record, config, model, run, result) -> None:
+    """With ``select`` on a validation metric: when this epoch beats the best so far, make it the selected
+    epoch and keep a copy of its weights."""
+    if config.select != "last" and record[config.select] > run.best_score:
+        run.best_score, result.selected_epoch = record[config.select], record["epoch"]
+        run.best_state = copy.deepcopy(model.state_dict())
+
+
+def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, method, gens) -> None:
+    """Write the checkpoint of epoch ``run.epoch`` into ``checkpoint_dir`` (nothing when it is None): weights,
+    optimiser, method and random-stream states, counters, history and the best weights so far."""
+    if checkpoint_dir is None:
+        return
+    state = {"epoch": run.epoch, "step": run.step, "seconds": run.seconds, "optimizer": optimizer.state_dict(),
+             "method": method.state_dict(), "history": result.history, "best_score": run.best_score,
+             "selected_epoch": result.selected_epoch,
+             "rng": {**{k: g.get_state() for k, g in gens.items()}, "torch": torch.get_rng_state()}}
+    save_checkpoint(checkpoint_dir, run.epoch, model.state_dict(), state, config.to_dict(), run.best_state)
 
 
 def _format_epoch(record: dict, epochs: int) -> str:
@@ -214,24 +282,35 @@ def _format_epoch(record: dict, epochs: int) -> str:
 
 
 class _Bar:
-    """A thin rich progress bar (only when stderr is a terminal)."""
+    """A thin rich progress bar on the shared stderr console, so that lines printed with
+    ``console.log_line`` appear above it; does nothing unless ``shown``."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, shown: bool = True):
+        self._progress = None
+        if not shown:
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         self._progress = Progress("training", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                  transient=True)
+                                  console=stderr_console(), transient=True)
         self._task = self._progress.add_task("train", total=total)
         self._progress.start()
 
     def update(self, n: int) -> None:
-        self._progress.advance(self._task, n)
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
 
     def close(self) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def _progress(enabled: bool, total: int) -> Optional[_Bar]:
-    import sys
-
-    return _Bar(total) if enabled and sys.stderr.isatty() else None
+def _progress(enabled: bool, total: int) -> _Bar:
+    """A bar over ``total`` steps, shown only when ``enabled`` and standard error is a terminal."""
+    return _Bar(total, shown=enabled and sys.stderr.isatty())

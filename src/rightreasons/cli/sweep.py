@@ -7,50 +7,14 @@ several processes or on several machines (same ``--storage`` and ``--study``) to
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 
 import click
 
 from ..errors import UserError
-
-CSV_ATTRS = ("val_worst_group_accuracy", "val_accuracy", "seconds", "selected_epoch", "baseline", "pid", "host",
-             "error")
-
-
-def base_config(config_file, changes: dict, params, data_options, model_options):
-    """The sweep's base config, built like ``train`` builds its config."""
-    from ..cli import apply_flags
-    from ..train.config import TrainConfig
-
-    config = TrainConfig.load(config_file) if config_file else TrainConfig()
-    return apply_flags(config, changes, params, data_options, model_options)
-
-
-def trials_csv(study, keys: list[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["number", "state", "value", *CSV_ATTRS[1:], *keys])
-    for t in study.get_trials(deepcopy=False):
-        attrs = t.user_attrs
-        writer.writerow([t.number, t.state.name, "" if t.value is None else t.value,
-                         *(attrs.get(a, "") for a in CSV_ATTRS[1:]), *(t.params.get(k, "") for k in keys)])
-    return buf.getvalue()
-
-
-def write_outputs(study, out: Path, keys: list[str]):
-    """trials.csv always; best_config.json once a trial has completed (``threads`` reset to null: it
-    belongs to the machine that trains, not to the configuration). Returns the best trial."""
-    from ..files import atomic_write_json, atomic_write_text
-    from .study import best_trial
-
-    atomic_write_text(out / "trials.csv", trials_csv(study, keys))
-    best = best_trial(study)
-    if best is not None:
-        atomic_write_json(out / "best_config.json", {**best.user_attrs["config"], "threads": None})
-    return best
+from .common import print_table, use_threads
+from .options import split_fields, training_options
 
 
 def _fmt(value) -> str:
@@ -66,45 +30,38 @@ def _params(trial, keys) -> str:
 
 
 @click.command(name="sweep")
-@click.option("--data", help="Dataset name (see `rightreasons list`).")
-@click.option("--method", help="Method name (see `rightreasons list`).")
+@training_options("data", "method")
 @click.option("--space", "space_file", required=True, type=click.Path(dir_okay=False),
               help="JSON search space: {\"params.lam\": {\"type\": \"float\", \"low\": 0.1, \"high\": 1000, \"log\": true}, ...}.")
 @click.option("--trials", type=int, default=20, show_default=True, help="Trials this process runs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for best_config.json, trials.csv.")
 @click.option("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db); share it to share the study.")
 @click.option("--study", "study_name", help="Study name (default DATA-METHOD); an existing study is joined.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A config.json to start from.")
-@click.option("--model", help="Model name, package.module:factory, or auto (default: the dataset's model).")
-@click.option("--epochs", type=int)
-@click.option("--seed", type=int, help="Seed of every trial (data, init, batch order).")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
-@click.option("--threads", type=int, help="Torch threads per process (give each of several processes its share).")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Method hyperparameter (repeatable).")
-@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable).")
-@click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE", help="Model option (repeatable).")
+@training_options("config_file", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select",
+                  "params", "data_options", "model_options",
+                  seed=dict(help="Seed of every trial (data, init, batch order)."),
+                  threads=dict(help="Torch threads per process (give each of several processes its share)."))
 @click.option("--sampler-seed", type=int, help="Seed of the TPE sampler (give each process its own, or none).")
 @click.option("--quiet", is_flag=True, help="No line per trial.")
-def sweep_command(data, method, space_file, trials, out, storage, study_name, config_file, model, epochs, seed,
-                  batch_size, lr, threads, params, data_options, model_options, sampler_seed, quiet):
+def sweep_command(space_file, trials, out, storage, study_name, config_file, sampler_seed, quiet, **flags):
     """Search hyperparameters for validation worst-group accuracy (never the test split)."""
-    from rich.console import Console
     from rich.table import Table
 
-    from .space import load_space
-    from .study import baseline_trial, require_optuna, run_sweep
+    from ..sweep.outputs import write_outputs
+    from ..sweep.space import load_space
+    from ..sweep.study import baseline_trial, require_optuna, run_sweep
+    from ..train.config import TrainConfig
+    from ..train.overrides import apply_overrides
 
     require_optuna()
     space = load_space(space_file)
     keys = [d.key for d in space]
-    base = base_config(config_file, dict(data=data, method=method, model=model, epochs=epochs, seed=seed,
-                                         batch_size=batch_size, lr=lr, threads=threads),
-                       params, data_options, model_options)
+    base = apply_overrides(TrainConfig.load(config_file) if config_file else TrainConfig(), *split_fields(flags))
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
+    use_threads(base.threads)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or f"{base.data}-{base.method}"
     echo = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
@@ -137,7 +94,7 @@ def sweep_command(data, method, space_file, trials, out, storage, study_name, co
         a = t.user_attrs
         table.add_row(f"{t.number}{'*' if a.get('baseline') else ''}", _fmt(t.value), _fmt(a.get("val_accuracy")),
                       f"{a.get('seconds', 0):.0f}", *(_fmt(t.params.get(k, "")) for k in keys))
-    Console().print(table)
+    print_table(table)
     versus = f" (defaults: {_fmt(default.value)}, trial {default.number})" if default is not None else ""
     click.echo(f"best: trial {best.number}, val worst-group {_fmt(best.value)}{versus}; {_params(best, keys)}")
     click.echo(f"best config -> {out / 'best_config.json'}  (rightreasons train --config {out / 'best_config.json'} "

@@ -1,0 +1,64 @@
+"""``rightreasons bench``: train every (dataset, method, seed) and write results, summary and report."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import UserError
+from .options import training_options
+
+
+@click.command(name="bench")
+@click.option("--data", help="Datasets, comma-separated (e.g. decoy-mnist,decoy-mnist-half).")
+@click.option("--methods", help="Methods, comma-separated; 'mask' = erm + every method that reads masks "
+                                "(the default), 'all' = every registered method.")
+@click.option("--seeds", type=click.IntRange(min=1), help="Number of seeds (0 .. N-1); default 3.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Benchmark directory.")
+@click.option("--preset", help="A published comparison: ross2017 or heo2023 (flags given here override it).")
+@training_options("model", "epochs", "batch_size", "lr", "lr_schedule")
+@click.option("--param", "params", multiple=True, metavar="[METHOD.]KEY=VALUE",
+              help="Method hyperparameter; without METHOD, for every method that has KEY (repeatable).")
+@click.option("--data-option", "data_options", multiple=True, metavar="[DATASET.]KEY=VALUE",
+              help="Dataset option; without DATASET, for every dataset (repeatable).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Runs at a time.")
+@training_options("threads", threads=dict(help="Torch threads per run (default: cores / jobs)."))
+@click.option("--images", type=click.IntRange(min=1), default=8, show_default=True, help="Images per saliency grid.")
+@click.option("--no-report", is_flag=True, help="Skip report.html (results.csv and summary.md are still written).")
+@click.option("--overwrite", is_flag=True, help="Redo finished runs whose config differs from this plan.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option("--dry-run", is_flag=True, help="Show the planned runs (finished or to do) and stop; write nothing.")
+def bench_command(out, images, no_report, overwrite, quiet, dry_run, **plan_flags):
+    """Train every (dataset, method, seed), resuming finished runs; write DIR/results.csv, DIR/summary.md
+    and DIR/report.html."""
+    from ..bench import harness
+    from ..bench.plan import plan_bench
+    from ..bench.results import collect_rows, write_results_csv
+    from ..report.html import write_report
+    from ..report.summary import write_summary
+    from .common import stderr_log, use_threads
+
+    plan = plan_bench(out, **plan_flags)
+    if dry_run:
+        for spec in plan.specs:
+            click.echo(f"{harness.run_state(spec):<9} {spec.name}  model={spec.config.model} epochs={spec.config.epochs} "
+                       f"params={spec.config.params} data_options={spec.config.data_options}")
+        click.echo(plan.command)
+        return
+    out_dir = harness.prepare_out(out, {"command": plan.command, "runs": [s.name for s in plan.specs]})
+    log = stderr_log(quiet) or (lambda line: None)
+
+    def refresh(_spec=None):
+        write_results_csv(out_dir, collect_rows(out_dir))
+        write_summary(out_dir, plan.command)
+
+    result = harness.run_bench(plan.specs, jobs=plan.jobs, overwrite=overwrite, log=log, on_finish=refresh)
+    refresh()
+    if not no_report:
+        use_threads(plan.threads)  # this process's own work (saliency) runs beside nothing else
+        log(f"report: {write_report(out_dir, plan.command, images, log)}")
+    click.echo((out_dir / "summary.md").read_text())
+    click.echo(f"{result['planned']} runs ({result['reused']} reused, {result['ran']} trained) -> "
+               f"{out_dir / 'results.csv'}, {out_dir / 'summary.md'}" + ("" if no_report else f", {out_dir / 'report.html'}"))
+    if result["failed"]:
+        first, why = result["failed"][0]
+        raise UserError(f"{len(result['failed'])} run(s) failed, e.g. {first}: {why or 'see its train.log'}")

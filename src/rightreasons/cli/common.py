@@ -1,0 +1,45 @@
+"""What every command shares: number formatting, the stderr log, tables, and the thread count."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import click
+
+from ..console import log_line
+
+
+def fmt(value) -> str:
+    """A metric for a table: 3 decimals, ``n/a`` for None and NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def stderr_log(quiet: bool = False) -> Optional[Callable[[str], None]]:
+    """The log callback of a command: lines on stderr (above any progress bar), or None with ``--quiet``."""
+    return None if quiet else log_line
+
+
+def print_table(table) -> None:
+    """Print a rich table on stdout."""
+    from rich.console import Console
+
+    Console().print(table)
+
+
+def use_threads(threads: Optional[int]) -> int:
+    """Set this process's torch thread count: ``threads``, else OMP_NUM_THREADS, else the cores shared
+    among the processes of a torchrun on this machine. Returns the number set."""
+    import torch
+
+    from ..train.distributed import local_cores
+
+    count = threads or local_cores()
+    torch.set_num_threads(count)
+    return count
+
+
+def echo(line: str = "") -> None:
+    click.echo(line)

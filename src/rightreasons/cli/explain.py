@@ -1,0 +1,34 @@
+"""``rightreasons explain``: a saliency grid of saved models on the same images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import UserError
+from .options import data_override_options, split_option
+
+
+@click.command(name="explain")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@data_override_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--attribution", type=click.Choice(["gradient", "ig", "all"]), default="all", show_default=True)
+@split_option()
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+def explain_command(run_dirs, data, data_options, out, images, attribution, split, overwrite):
+    """Write a saliency grid PNG: the inputs (mask outlined), then one row per attribution; with several
+    runs, one row per run and attribution, all on the same images (the first run's data)."""
+    from ..report.explain import explain_runs
+    from ..train.overrides import parse_assignments
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"{out}: --out must name a .png file")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists; choose another --out or pass --overwrite")
+    labels, count, dataset = explain_runs(run_dirs, out, data, parse_assignments(data_options, "--data-option"),
+                                          images, attribution, split)
+    click.echo(f"{out}: rows input, {', '.join(labels)}; {count} {split} images of {dataset}")

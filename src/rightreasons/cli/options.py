@@ -1,0 +1,79 @@
+"""The command-line options shared by the commands that train (train, sweep, find-another, bench), declared
+once, with their choices taken from the registries and the config's constants."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+from ..data.dataset import SPLITS
+from ..methods import METHODS
+from ..train.config import LR_SCHEDULES, SELECTIONS
+
+#: option name -> (flag declarations, click keyword arguments)
+TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "data": (("--data",), dict(help="Dataset name (see `rightreasons list`), or folder:PATH / csv:PATH for your "
+                                    "own data (default: decoy-mnist, or the --config's).")),
+    "method": (("--method",), dict(type=click.Choice(METHODS.names()),
+                                   help="Method (see `rightreasons list`; default: rrr, or the --config's).")),
+    "model": (("--model",), dict(help="Model name, package.module:factory for your own (the module must be "
+                                      "importable, e.g. PYTHONPATH=.), or auto (default): the dataset's model "
+                                      "(cnn-strided for decoy-mnist-half, else mlp; its split version for "
+                                      "methods that need one).")),
+    "epochs": (("--epochs",), dict(type=click.IntRange(min=1), help="Epochs to train (default: the dataset's, 20 "
+                                                                      "for decoy-mnist-half, else 15).")),
+    "seed": (("--seed",), dict(type=int, help="Seed of the data, initialisation and batch order (default 0).")),
+    "batch_size": (("--batch-size",), dict(type=click.IntRange(min=1), help="Training batch size (default: the "
+                                                                          "dataset's, 64 for decoy-mnist-half, else 256).")),
+    "lr": (("--lr",), dict(type=float, help="Learning rate (default 0.003).")),
+    "lr_schedule": (("--lr-schedule",), dict(type=click.Choice(LR_SCHEDULES), help="Learning rate over the run "
+                                                                                 "(default cosine).")),
+    "threads": (("--threads",), dict(type=click.IntRange(min=1), help="torch threads (default: OMP_NUM_THREADS, "
+                                                                     "else all cores).")),
+    "select": (("--select",), dict(type=click.Choice(SELECTIONS), help="Keep the last epoch (default) or the best on "
+                                                                        "the validation split (never test).")),
+    "params": (("--param", "params"), dict(multiple=True, metavar="KEY=VALUE",
+                                           help="Method hyperparameter (repeatable).")),
+    "data_options": (("--data-option", "data_options"), dict(multiple=True, metavar="KEY=VALUE",
+                                                             help="Dataset option (repeatable).")),
+    "model_options": (("--model-option", "model_options"), dict(multiple=True, metavar="KEY=VALUE",
+                                                                help="Model option (repeatable).")),
+    "config_file": (("--config", "config_file"), dict(type=click.Path(dir_okay=False),
+                                                      help="A config.json to start from.")),
+}
+
+#: the TrainConfig fields among the flags (the rest are KEY=VALUE lists and the config file)
+FIELD_FLAGS = ("data", "method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select")
+
+
+def training_options(*names: str, **changes: dict) -> Callable:
+    """Decorator adding the training flags ``names`` (all of them when none are named) to a command;
+    ``changes`` replaces keyword arguments of one flag, e.g. ``data=dict(default="toy-colors")``."""
+    chosen = names or tuple(TRAINING_FLAGS)
+
+    def decorate(command: Callable) -> Callable:
+        for name in reversed(chosen):
+            decls, kwargs = TRAINING_FLAGS[name]
+            command = click.option(*decls, **{**kwargs, **changes.get(name, {})})(command)
+        return command
+
+    return decorate
+
+
+def split_option(**kwargs) -> Callable:
+    """``--split train|val|test`` (default test)."""
+    return click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True, **kwargs)
+
+
+def data_override_options(command: Callable) -> Callable:
+    """``--data`` and ``--data-option``: the dataset a saved run is evaluated on (default: its own)."""
+    command = click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+                           help="Dataset option (repeatable).")(command)
+    return click.option("--data", help="Dataset to use (default: the one the model was trained on).")(command)
+
+
+def split_fields(flags: dict) -> tuple[dict, tuple, tuple, tuple]:
+    """Training flags as (TrainConfig fields, --param, --data-option, --model-option) for ``apply_overrides``."""
+    fields = {k: flags.get(k) for k in FIELD_FLAGS if k in flags}
+    return fields, flags.get("params", ()), flags.get("data_options", ()), flags.get("model_options", ())
