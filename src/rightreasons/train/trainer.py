@@ -130,6 +130,8 @@ def fit(
     # this process among the processes training together, and the loss of one step (under DDP if several)
     rank, size = world()
     check_static_graph(model)
+    with train_mode(model):  # the method refuses a model it cannot train before the first step
+        method.check_model(model)
     step_fn = wrap(model, method) if size > 1 else (lambda b, c: method.loss(model, b, c))
     say = _logger(log, rank)
     # the run's own random streams for shuffling and for the method, and the optimiser
