@@ -38,7 +38,9 @@ from torch import nn
 from ..batch import Batch
 from ..errors import UserError
 from ..ops.integrated_gradients import integrated_gradients
+from ..ops.interval_bounds import mask_box
 from ..ops.modes import eval_mode
+from ..ops.pgd import clip_, sign_pgd
 from .base import Method, StepContext, check_clip_order, clip_range
 from .registry import register_method
 
@@ -77,11 +79,6 @@ class RobustAttribution(Method):
         super().__init__(**params)
         check_clip_order(self)
 
-    @staticmethod
-    def project(x_adv: torch.Tensor, x: torch.Tensor, radius: torch.Tensor, clip) -> torch.Tensor:
-        x_adv = torch.maximum(torch.minimum(x_adv, x + radius), x - radius)
-        return x_adv if clip is None else x_adv.clamp(*clip)
-
     def attack(self, model: nn.Module, batch: Batch, objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                ctx: StepContext) -> torch.Tensor:
         """Sign-gradient PGD maximising ``objective(x, x_adv)`` (summed over the batch) in the ball."""
@@ -89,20 +86,16 @@ class RobustAttribution(Method):
         radius = self.radius(batch)
         if self.eps == 0 or not bool((radius != 0).any()):
             return x
-        x_adv = x
-        clip = clip_range(self, ctx)
+        lower, upper = mask_box(x, radius, 1.0, clip_range(self, ctx))
+        start = x
         if self.random_start:
             if ctx.generator is None:
                 raise UserError(f"method {self.name!r} draws random numbers: pass a torch.Generator as StepContext.generator")
             noise = torch.rand(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device)
-            x_adv = self.project(x + (2 * noise - 1) * radius, x, radius, clip)
+            start = clip_(x + (2 * noise - 1) * radius, lower, upper)
         step = self.step_size or 2.5 * self.eps / max(self.pgd_steps, 1)
-        with eval_mode(model), torch.enable_grad():
-            for _ in range(self.pgd_steps):
-                x_adv = x_adv.detach().requires_grad_(True)
-                (grad,) = torch.autograd.grad(objective(x, x_adv), x_adv)
-                x_adv = self.project(x_adv + step * grad.sign() * (radius != 0), x, radius, clip)
-        return x_adv.detach()
+        with eval_mode(model):
+            return sign_pgd(lambda x_adv: objective(x, x_adv), start, lower, upper, self.pgd_steps, step)
 
     def ig_term(self, model, batch, x_adv, steps, create_graph):
         chunk = self.chunk_size or None

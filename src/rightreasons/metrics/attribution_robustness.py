@@ -36,7 +36,9 @@ from torch import nn
 from ..data.dataset import ExplanationDataset
 from ..errors import UserError
 from ..ops.integrated_gradients import integrated_gradients
+from ..ops.interval_bounds import mask_box
 from ..ops.modes import eval_mode
+from ..ops.pgd import sign_pgd
 
 ATTRIBUTIONS = ("ig", "gradient")
 CRITERIA = ("kendall", "topk")
@@ -163,21 +165,23 @@ def attribution_attack(model, x, y, radius, *, steps, step_size, attack_k, k, at
     top = torch.zeros_like(s0).scatter_(1, torch.sort(s0, dim=1, descending=True, stable=True).indices[:, :attack_k], 1.0)
     best_s = s0.clone()
     best_score = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
-    x_adv = x.clone()
-    for _ in range(steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        with softplus_surrogate(model, surrogate_beta), torch.enable_grad():
-            mass = (saliency(model, x_adv, y, attribution, ig_steps, chunk_size, create_graph=True) * top).sum()
-            (grad,) = torch.autograd.grad(mass, x_adv)
+    lower, upper = mask_box(x, radius, 1.0, (clip_min, clip_max))
+
+    def top_mass(x_adv):  # saliency mass on the original top features, through the surrogate
+        with softplus_surrogate(model, surrogate_beta):
+            return (saliency(model, x_adv, y, attribution, ig_steps, chunk_size, create_graph=True) * top).sum()
+
+    def keep_best(x_adv):  # the accepted point (label kept) with the lowest criterion so far
+        nonlocal best_score
         with torch.no_grad():
-            x_adv = x_adv - step_size * grad.sign() * (radius != 0)
-            x_adv = torch.maximum(torch.minimum(x_adv, x + radius), x - radius).clamp(clip_min, clip_max)
             keeps_label = model(x_adv).argmax(1) == y
         s1 = saliency(model, x_adv, y, attribution, ig_steps, chunk_size)
         score = _criterion(criterion, s0, s1, k)
         better = keeps_label.cpu() & (score < best_score)
         best_score = torch.where(better, score, best_score)
         best_s[better] = s1[better]
+
+    sign_pgd(top_mass, x, lower, upper, steps, step_size, maximize=False, on_step=keep_best)
     return s0, best_s
 
 

@@ -6,6 +6,7 @@ from .integrated_gradients import integrated_gradients
 from .modes import eval_mode, train_mode
 from .interval_bounds import interval_bounds, margin_bounds, mask_box, masked_ibp, worst_case_logits
 from .masked_pgd import masked_pgd
+from .pgd import sign_pgd
 
 __all__ = ["contextual_decomposition", "eval_mode", "input_gradients", "integrated_gradients", "log_prob_sum", "logit_sum", "train_mode"]
-__all__ += ["interval_bounds", "margin_bounds", "mask_box", "masked_ibp", "masked_pgd", "worst_case_logits"]
+__all__ += ["interval_bounds", "margin_bounds", "mask_box", "masked_ibp", "masked_pgd", "sign_pgd", "worst_case_logits"]

@@ -4,6 +4,7 @@
 
     x_adv <- clip_B( x_adv + step_size * sign(d CE / d x_adv) ),   B = mask_box(x, m, eps, bounds)
 
+(the loop is ``ops.pgd.sign_pgd``).
 B is the box x +- eps*m, clipped to the data range ``bounds = (lo, hi)`` where m != 0 (see
 ``interval_bounds.mask_box``): where m = 0 both ends of B are x, so ``x_adv`` equals ``x`` bit for
 bit there and unmasked features never move, even outside the range; a masked feature already outside
@@ -22,6 +23,7 @@ from torch import nn
 from ..errors import UserError
 from .interval_bounds import mask_box
 from .modes import eval_mode
+from .pgd import clip_, sign_pgd
 
 
 def _check(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, eps: float, steps: int, step_size, bounds):
@@ -76,20 +78,11 @@ def masked_pgd(
         step_size = 2.5 * eps / steps if steps > 0 else 0.0
     if random_start:
         x_adv = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        x_adv = _clip(x_adv.mul_(upper - lower).add_(lower), lower, upper)
+        x_adv = clip_(x_adv.mul_(upper - lower).add_(lower), lower, upper)
     else:
         x_adv = x.clone()
     if eps > 0 and steps > 0 and bool((upper != lower).any()):
-        with eval_mode(model), torch.enable_grad():
-            for _ in range(steps):
-                x_adv.requires_grad_(True)
-                loss = F.cross_entropy(model(x_adv), y, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, x_adv)
-                x_adv.requires_grad_(False)  # the graph is gone: update in place
-                _clip(x_adv.add_(grad.sign_(), alpha=step_size), lower, upper)
+        with eval_mode(model):
+            x_adv = sign_pgd(lambda z: F.cross_entropy(model(z), y, reduction="sum"), x_adv, lower, upper, steps,
+                             step_size)
     return x_adv
-
-
-def _clip(t: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """In place: t <- min(max(t, lower), upper)."""
-    return torch.minimum(torch.maximum(t, lower, out=t), upper, out=t)
