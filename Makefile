@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine:
 #   make demo   set up .venv, fetch MNIST once, train ERM and RRR on Decoy-MNIST beside the oracle
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv, lint the code (ruff) and run the test suite
 # torch is installed first and pinned to 2.13.0: its CPU wheel is what this project is built and
 # measured with (an unpinned torch may pull a multi-GB CUDA build).
 
@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo lint test bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,10 @@ demo: setup
 	$(BIN)/rightreasons data fetch mnist
 	$(BIN)/rightreasons demo
 
-test: setup
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest
 
 clean:

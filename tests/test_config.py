@@ -150,3 +150,13 @@ def test_a_dataset_cannot_register_a_nonsense_epoch_count_or_batch_size(field, b
     with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
         register_dataset("never-registered", **{field: bad})
     assert "never-registered" not in DATASETS.names()
+
+
+def test_auto_model_is_the_split_version_for_a_method_that_needs_one():
+    from rightreasons.train.run import resolved_config
+
+    assert TrainConfig(method="feature_kl").model_name() == "split-mlp"
+    assert TrainConfig(method="feature_kl", data="decoy-mnist-half").model_name() == "split-cnn-strided"
+    assert TrainConfig(method="rrr", data="decoy-mnist-half").model_name() == "cnn-strided"
+    assert TrainConfig(method="feature_kl", model="split-mlp-ross").model_name() == "split-mlp-ross"
+    assert resolved_config(TrainConfig(method="feature_kl")).model == "split-mlp"

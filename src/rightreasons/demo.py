@@ -6,10 +6,11 @@ interrupted and re-run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Optional
 
+from .errors import UserError
+from .files import read_json
 from .train.config import TrainConfig
 from .train.run import read_metrics, resolved_config, run_training, save_run
 
@@ -50,7 +51,7 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, epochs: Optional[int]
 
 def _finished(run_dir: Path, config: TrainConfig) -> bool:
     try:
-        saved = json.loads((run_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        saved = read_json(run_dir / "config.json", "config")
+    except UserError:  # missing or unreadable: train it again
         return False
     return saved == config.to_dict() and (run_dir / "metrics.json").is_file() and (run_dir / "model.safetensors").is_file()

@@ -50,16 +50,22 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
-def read_json(path: str | Path, what: str = "JSON file") -> Any:
-    """The JSON value in ``path``; a missing, unreadable or invalid file is a one-line :class:`UserError`
-    naming the file (and the line and column of a syntax error). ``what`` says what the file is."""
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; a missing or unreadable file is a one-line :class:`UserError` naming it
+    and saying what it is (``what``)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: cannot read {what} (not UTF-8 text)") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """The JSON value in ``path``; a missing, unreadable or invalid file is a one-line :class:`UserError`
+    naming the file (and the line and column of a syntax error). ``what`` says what the file is."""
+    text = read_text(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

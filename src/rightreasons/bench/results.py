@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import atomic_write_text, read_json
+from ..files import atomic_write_text, read_json, read_text
 
 LEADING = ("dataset", "method", "seed", "test_worst_group_accuracy", "test_accuracy", "test_mean_group_accuracy",
            "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason", "test_masked_pgd_accuracy",
@@ -88,11 +88,7 @@ def write_results_csv(out: str | Path, rows: list[dict]) -> Path:
 
 def read_results_csv(path: str | Path) -> list[dict]:
     """Rows of a results.csv, numbers parsed (empty cells become None, ``nan`` NaN)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read results ({exc.strerror or exc})") from None
+    text = read_text(path, "results")
     rows = []
     for raw in csv.DictReader(io.StringIO(text)):
         row = {}

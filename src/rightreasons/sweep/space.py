@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..files import read_json
 from ..train.config import TrainConfig
 
 #: searchable TrainConfig fields -> the distribution types they accept
@@ -134,16 +135,8 @@ def parse_space(raw: Any, where: str = "space") -> list[Dimension]:
 
 
 def load_space(path: str | Path) -> list[Dimension]:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read search space ({exc.strerror or exc})") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return parse_space(raw, where=str(path))
+    """The search space in the JSON file ``path``."""
+    return parse_space(read_json(path, "search space"), where=str(path))
 
 
 def base_value(base: TrainConfig, key: str) -> Any:

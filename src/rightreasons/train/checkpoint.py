@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, read_json
 
 FORMAT = 1
 LATEST = "latest"
@@ -113,9 +113,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a checkpoint directory (format, epoch, step, config, file hashes)."""
     meta_path = Path(path) / "meta.json"
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: unreadable checkpoint metadata ({exc})") from None
+        meta = read_json(meta_path, "checkpoint metadata")
+    except UserError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("sha256"), dict):
         raise CheckpointError(f"{meta_path}: not a rightreasons checkpoint (format {FORMAT} expected)")
     return meta
