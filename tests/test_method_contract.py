@@ -1,7 +1,9 @@
-"""The method contract (DESIGN.md §2, §6), checked for every registered method on a tiny MLP and CNN:
-finite loss and terms, a gradient on every parameter, model mode restored when the loss raises, an
-all-zero mask reduces mask-based methods to ERM, schedules round-trip through state_dict, and
-hyperparameters are validated."""
+"""The method contract of ``rightreasons.methods.base``, checked for every registered method on a tiny MLP
+and CNN: finite loss and terms, a gradient on every parameter, model mode restored when the loss raises,
+an all-zero mask (or no annotation) reduces mask-based methods to ERM, schedules round-trip through
+state_dict, and hyperparameters are validated. Also: every pair of methods either composes (loss = the
+one CE weight times CE plus both parts' penalties) or is refused, in one line, when it is built;
+``explanation_loss`` is the loss without its cross-entropy; capabilities are declared on the class."""
 
 import math
 

@@ -202,15 +202,10 @@ def decoy_mnist(seed: int = 0, **options) -> DataSplits:
 @register_dataset("decoy-mnist-half", default_model="cnn-strided", default_epochs=20, default_batch_size=64)
 def decoy_mnist_half(seed: int = 0, **options) -> DataSplits:
     """Heo et al. 2023 half-image Decoy-MNIST (digit in one half, 25*y fill in the other). Trained on
-    ``cnn-strided`` by default: the digit sits in either half, and without any shortcut the
-    784-100-100 MLP's worst class reaches only 0.940 here (``cnn-strided`` 0.971). (Heo et al.'s released
-    config for this dataset trains a 3 x 512 fully connected network, a four-layer CNN commented out,
-    with Adam lr 3e-4 on batches of 64 for 100 epochs.) 20 epochs by default: IBP-Ex spends its first 4
-    on the eps ramp, and ibp_ex+rrr's worst class went 0.958 -> 0.963 from 15 to 20 epochs (batch 256,
-    seed 0). Batch 64 by default: the robust methods underfit here (pgd_ex+rrr's train CE 0.10 after 20
-    epochs of batch 256), and 4x the optimiser steps take pgd_ex+rrr's worst class from 0.945 +- 0.004
-    to 0.967 +- 0.004 and ibp_ex+rrr's from 0.960 +- 0.003 to 0.966 +- 0.002 (seeds 0-2) for 1.3-1.6x
-    the time."""
+    ``cnn-strided`` (the digit sits in either half) for 20 epochs (IBP-Ex spends its first 4 on the eps
+    ramp) with batch 64 by default. (Heo et al.'s released config for this dataset trains a 3 x 512 fully
+    connected network, a four-layer CNN commented out, with Adam lr 3e-4 on batches of 64 for 100 epochs.)
+    Why these defaults: docs/results/method-tuning.md#decoy-mnist-half"""
     return build_decoy(VARIANTS["decoy-mnist-half"], seed, options)
 
 

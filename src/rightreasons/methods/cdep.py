@@ -11,22 +11,23 @@ Two scores (``score``):
 * ``"abs"`` (default): the masked region's effect on the logit differences,
       penalty = mean_{n annotated} mean_k | rel_nk - mean_j rel_nj |.
 
-Why the default differs (measured on Decoy-MNIST, 784-50-30-10 MLP, 30 epochs, seed 0): the softmax
-share is minimised by shifting the two parts against each other (rel_k - c, irrel_k + c leaves the logits
-unchanged), and trained models do exactly that: share 2e-7 while the swatch moves the logits by ~8;
-worst-group test accuracy stays 0.19-0.34 for lam 1..1e4 with Rieger's rules. Centring and taking
-magnitudes closes that loophole, but with the standard CD ReLU rule (interactions go to the irrelevant
-part) the model still routes the swatch through interactions (|rel| ~ 0.003 while zeroing the swatch
-moves the logits by ~19; worst-group 0.24). The ``marginal`` rule charges interactions to the masked
-region, and with ``bias_rule="irrelevant"`` the irrelevant part is the network applied to x * (1 - m)
-(for networks without max pooling), so rel is the effect of removing the masked region. That
-combination (the defaults, lam 3) reaches test accuracy 0.971, worst-group 0.953 (seed 1: 0.973 / 0.961;
-lam 1: 0.968 / 0.946, lam 10: 0.967 / 0.947; clean-MNIST ERM with this MLP: 0.971 / 0.958). Rieger et
-al.'s exact configuration is ``score=softmax activation_rule=cd bias_rule=proportional``.
+The softmax share can be lowered by shifting the two parts against each other (rel_k - c, irrel_k + c
+leaves the logits unchanged); centring and taking magnitudes (``"abs"``) closes that loophole.
+
+Activation and bias rules (see ``ops.contextual_decomposition``): with the standard CD ReLU rule
+(``activation_rule="cd"``) interactions go to the irrelevant part; ``"marginal"`` (default) charges them
+to the masked region, and with ``bias_rule="irrelevant"`` (default) the irrelevant part is the network
+applied to x * (1 - m) (for networks without max pooling), so rel is the effect of removing the masked
+region. Rieger et al.'s exact configuration is ``score=softmax activation_rule=cd bias_rule=proportional``.
 
 Examples without an annotation, or whose mask is empty, contribute nothing and the penalty is averaged
 over the annotated examples only. CD is computed on the eval-mode function (dropout off, batch norm on
 running statistics), the CE on the model in its own mode.
+
+Parameters: ``lam`` (3.0) weight of the penalty; ``score`` ("abs" | "softmax"); ``activation_rule``
+("marginal" | "cd" | "shapley"); ``bias_rule`` ("irrelevant" | "proportional").
+
+Why these defaults: docs/results/method-tuning.md#cdep
 """
 
 from __future__ import annotations

@@ -20,21 +20,10 @@ DistributedDataParallel needs). ``schedule="alternate"`` follows the poster by s
 CE only, odd steps lam * KL only (then only the KL's parameters have a gradient; not for DDP).
 
 What the KL moves (``update``): "mapping" is the poster's rule, the input f(x) of g is detached so the
-KL reaches g only. Our default, "mapping_and_features", lets it reach f as well (never c): f is then
-pulled to features that g can map onto the shortcut-free ones. We deviate because the poster's rule
-does not remove the shortcut on Decoy-MNIST: with g alone, c keeps reading the swatch through f (the
-softmax target is blind to a shift of all features, and g may use swatch features to predict f(x')
-on training data, where the swatch gives the label). Measured on decoy-mnist, split-mlp, seed 0,
-test worst-group accuracy (ERM: 0.175 on mlp, 0.190 on split-mlp): update="mapping" 0.16-0.25 for
-lam 1-100 and either schedule (10 epochs), 0.20 (lam 1000, 30 epochs); "mapping_and_features" 0.29
-(lam 1), 0.63 (lam 100, 10 epochs) but 0.29 after 30, 0.89 (lam 1000, 30 epochs, test accuracy
-0.92), 0.89 (lam 10000). With the current defaults (split-mlp 784-100-100-(100)-10, 15 epochs, Adam lr
-3e-3 with cosine decay) the method is seed-sensitive; worst-group accuracy for seeds 0 / 1 / 2 (ERM 0.200 /
-0.203 / 0.180): lam 1000 0.684 / 0.174 / 0.286, lam 3000 0.663 / 0.203 / 0.804, lam 10000 0.399 / 0.712 /
-0.786 (mean 0.632), lam 100 0.494 (seed 0); lr 1e-3 constant, lam 1000: 0.834 / 0.424. All of these cut
-the model after its last hidden layer. Cutting after the first (f = one Linear+ReLU, now split-mlp's
-default ``mapping_after=0``) makes it reliable: lam 10000 0.905 / 0.897 / 0.911 (test accuracy
-0.935 / 0.938 / 0.943), lam 1000 0.849 (seed 0). Hence lam = 10000 and the early cut by default.
+KL reaches g only. The default, "mapping_and_features", deviates from the poster: it lets the KL reach f
+as well (never c), so f is pulled to features that g can map onto the shortcut-free ones. Where f ends
+and g begins is set by the model (``split-mlp``: after its first hidden layer by default; see
+``rightreasons.models.split``).
 
 Examples without an annotation (``has_mask`` False) contribute no KL term; an annotated example with
 an empty mask has x' = x (target: its own unmasked features). So with no annotated example the loss
@@ -44,6 +33,8 @@ plain model and mask = 0 -> ERM); tests/test_feature_kl.py checks it on split mo
 
 Parameters: ``lam`` (10000.0) weight of the KL term; ``update`` ("mapping_and_features" | "mapping");
 ``schedule`` ("joint" | "alternate"); ``baseline`` (0.0) value written into the masked region of x'.
+
+Why these defaults: docs/results/method-tuning.md#feature_kl
 """
 
 from __future__ import annotations

@@ -23,20 +23,16 @@ on every process.
 On Decoy-MNIST the groups to use are label x swatch shade: ``--data-option groups=label_shade``
 (group = 10 * label + shade digit). But in the training split of every decoy variant the shade always
 equals the label, so the training groups are just the labels and Group DRO only reweights classes; it
-cannot see, let alone up-weight, the shortcut-breaking groups. Measured (decoy-mnist, groups=label_shade,
-mlp, seed 0, defaults): test accuracy 0.450, worst-group 0.163 over labels (ERM 0.175), 0.000 over
-the 100 label x shade test groups. Group DRO needs minority groups in the training data: on a
-synthetic problem with a 95%-correlated shortcut it lifts worst-group accuracy from 0.03 (ERM) to 0.83
-(tests/test_group_dro.py). With ``--data-option minority=0.01`` (1% of training shades redrawn, so ~5
-examples per off-diagonal group) and groups=label_shade, default model and settings, seed 0, test
-(worst over 100 groups / over the 10 labels): ERM 0.115 / 0.566; Group DRO with C = 0 0.154 / 0.644,
-C = 2 0.659 / 0.829 (seed 1: 0.602), C = 5 collapses (0.000); step_size 0.1 (C = 0) 0.078. At
-minority 0.05: ERM 0.631 / 0.859, C = 0 0.721 / 0.891. Sagawa et al. likewise needed the adjustment
-for small groups; hence C = 2 by default (with groups of thousands, e.g. labels, it adds ~0.03 to each
-group's loss and changes little).
+cannot see, let alone up-weight, the shortcut-breaking groups. Group DRO needs minority groups in the
+training data: ``--data-option minority=F`` redraws the shade of a fraction F of the training examples
+(F = 0.01 gives ~5 examples per off-diagonal group). The adjustment C / sqrt(n_g) favours small groups
+(Sagawa et al. use it for small groups too); with groups of thousands (e.g. labels) C = 2 adds ~0.03 to
+each group's loss.
 
 Parameters: ``step_size`` (0.01) the exponentiated-gradient step eta_q; ``adjustment`` (2.0) C;
 ``num_groups`` (0 = grow with the group ids seen).
+
+Why these defaults: docs/results/method-tuning.md#group_dro
 """
 
 from __future__ import annotations

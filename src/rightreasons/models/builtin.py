@@ -1,4 +1,5 @@
-"""Built-in models: the default MLP (784-100-100-10), the 784-50-30-10 MLP of Ross et al. 2017, a wider MLP, two small CNNs, or any nn.Module.
+"""Built-in models: the default MLP (784-100-100-10), the 784-50-30-10 MLP of Ross et al. 2017, a wider
+MLP, two small CNNs, or any nn.Module.
 
 Built-in models are plain ``nn.Sequential`` stacks of standard layers, so that bound propagation and
 contextual decomposition (which dispatch on layer type) work on them. Factories take the input shape
@@ -29,8 +30,7 @@ def _mlp(input_shape, num_classes, hidden) -> nn.Sequential:
 def mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100)) -> nn.Sequential:
     """The default model: two hidden layers of 100 ReLU units (flatten -> 100 -> 100 -> classes).
 
-    Why not Ross's 50-30 (``mlp-ross``): on clean MNIST that net's worst class reaches 0.956-0.962, a
-    ceiling the shortcut-removal methods cannot pass; 100-100 reaches 0.969 at 15 epochs for ~1.4x the time.
+    Why this default rather than Ross's 50-30 (``mlp-ross``): docs/results/method-tuning.md#mlp
     """
     return _mlp(input_shape, num_classes, tuple(hidden))
 
@@ -58,10 +58,8 @@ def cnn(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hidden: 
 def cnn_strided(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hidden: int = 256) -> nn.Sequential:
     """A cheaper CNN: two 3x3 convs with stride 2 (no pooling; stride 1 once the image is under 8
     pixels wide) + ReLU, then a 256-unit hidden layer. Each conv computes 4x fewer outputs than
-    ``cnn``'s. The default model of ``decoy-mnist-half`` (the digit sits in either half, which an MLP
-    handles poorly): ERM without the shortcut (``minority=1.0``) reaches worst-group 0.971 there (the
-    784-100-100 MLP 0.940, ``cnn`` 0.970); ibp_ex+rrr 0.963 / 0.957 / 0.959 (seeds 0-2, 20 epochs; at 15
-    epochs seed 0: 0.958, and 0.952 with 100 hidden units)."""
+    ``cnn``'s. The default model of ``decoy-mnist-half``, where the digit sits in either half.
+    Why: docs/results/method-tuning.md#cnn-strided"""
     return _conv_net("cnn-strided", input_shape, num_classes, channels, hidden, stride=2)
 
 

@@ -10,16 +10,17 @@ A model follows the protocol when it has three callables
 and ``model(x) == model.classify(model.mapping(model.features(x)))``. :func:`split_model` returns them
 (or raises a one-line :class:`UserError` saying how to get such a model).
 
-Built-in split models (registered as ``split-mlp``, ``split-cnn`` and ``split-cnn-strided``) are :class:`SplitSequential`:
-plain ``nn.Sequential`` stacks (so bound propagation and contextual decomposition still work on them)
-with one extra square ``nn.Linear`` -- the mapping -- inserted after a hidden layer: for ``split-mlp``
-after the first one (``mapping_after=0``, measured to work best on Decoy-MNIST), for ``split-mlp-ross``
-and the split CNNs before the last classification layer, at the width of the penultimate features (the
-poster's f is the backbone, c the fully connected head). The mapping starts as the identity (weight I, bias 0), so at initialisation g changes nothing
-and the network computes c(f(x)). It is an ordinary layer of the model, saved in ``model.safetensors``
-and rebuilt by ``load_run`` from the model name. ``mapping_after`` (an index into the hidden layers,
--1 = the last) moves the cut of ``split-mlp``. Your own model: :func:`insert_mapping` on an
-``nn.Sequential``, or any module with the three methods above.
+Built-in split models (registered as ``split-mlp``, ``split-cnn`` and ``split-cnn-strided``) are
+:class:`SplitSequential`: plain ``nn.Sequential`` stacks (so bound propagation and contextual
+decomposition still work on them) with one extra square ``nn.Linear`` -- the mapping -- inserted after
+a hidden layer: for ``split-mlp`` after the first one (``mapping_after=0``; why:
+docs/results/method-tuning.md#split-mlp), for ``split-mlp-ross`` and the split CNNs before the last
+classification layer, at the width of the penultimate features (the poster's f is the backbone, c the
+fully connected head). The mapping starts as the identity (weight I, bias 0), so at initialisation g
+changes nothing and the network computes c(f(x)). It is an ordinary layer of the model, saved in
+``model.safetensors`` and rebuilt by ``load_run`` from the model name. ``mapping_after`` (an index into
+the hidden layers, -1 = the last) moves the cut of ``split-mlp``. Your own model: :func:`insert_mapping`
+on an ``nn.Sequential``, or any module with the three methods above.
 """
 
 from __future__ import annotations
@@ -88,11 +89,9 @@ def insert_mapping(model: nn.Sequential, index: int) -> SplitSequential:
 
 @register_model("split-mlp")
 def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), mapping_after: int = 0) -> SplitSequential:
-    """The default MLP (flatten -> 100 -> 100 -> classes) with a square identity-initialised mapping layer after
-    hidden layer ``mapping_after`` (default 0: the first, so f is one Linear+ReLU; -1: the last, before the
-    classification layer). The early cut is what makes feature_kl reliable on Decoy-MNIST: worst-group
-    accuracy 0.905 / 0.897 / 0.911 for seeds 0 / 1 / 2 against 0.399 / 0.712 / 0.786 with the last-layer
-    cut (lam 10000, default settings; see methods/feature_kl.py)."""
+    """The default MLP (flatten -> 100 -> 100 -> classes) with a square identity-initialised mapping layer
+    after hidden layer ``mapping_after`` (default 0: the first, so f is one Linear+ReLU; -1: the last,
+    before the classification layer). Why the early cut: docs/results/method-tuning.md#split-mlp"""
     hidden = tuple(int(h) for h in hidden)
     if not hidden:
         raise UserError("model 'split-mlp': needs at least one hidden layer (option hidden)")
@@ -112,7 +111,7 @@ def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), ma
 def split_mlp_ross(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30),
                    mapping_after: int = -1) -> SplitSequential:
     """Ross's MLP (``mlp-ross``: flatten -> 50 -> 30 -> classes) with the mapping layer, as ``split-mlp``
-    (but after the last hidden layer by default, as measured with that model in the method's docstring)."""
+    (but after the last hidden layer by default, ``mapping_after=-1``)."""
     return split_mlp(input_shape, num_classes, hidden, mapping_after)
 
 

@@ -7,8 +7,8 @@ inside one DDP forward, so every model call is seen by DDP and gradients are ave
 each share's loss is scaled by ``world * n_local / n_global``, so the averaged gradient equals the
 single-process gradient of the global batch for every per-example-mean loss.
 
-``static_graph=True`` silently gives wrong gradients with input-gradient penalties (measured, see
-DESIGN.md §7): it is refused here, also on a model the user wrapped themselves.
+``static_graph=True`` is refused here, also on a model the user wrapped themselves (measured:
+static_graph=True with an input-gradient penalty gives silently wrong gradients).
 """
 
 from __future__ import annotations
