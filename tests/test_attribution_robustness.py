@@ -8,11 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import shortcut_splits, tiny_cnn, tiny_mlp
 from rightreasons.data import ExplanationDataset
 from rightreasons.errors import UserError
 from rightreasons.metrics.attribution_robustness import attribution_robustness, kendall_tau, topk_intersection
-
-from helpers import shortcut_splits, tiny_cnn, tiny_mlp
 
 
 def slow_kendall(a, b):

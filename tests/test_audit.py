@@ -5,11 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import tiny_mlp
 from rightreasons import TrainConfig, create_method, fit
 from rightreasons.audit import audit, summary
 from rightreasons.data import DataSplits, ExplanationDataset
-
-from helpers import tiny_mlp
 
 
 def splits(shortcut_in_train: bool, seed: int = 0, n: int = 600, margin: float = 0.2) -> DataSplits:

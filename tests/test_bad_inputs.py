@@ -2,18 +2,16 @@
 asserts its specific one-line message (naming the file, row, column, field or shape); CLI cases also
 assert exit code 2, exactly one line on stderr, no traceback, and an untouched --out."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from own_data_fixtures import make_folder, make_table, png_bytes, set_row
 from rightreasons import ExplanationDataset, TrainConfig, load_dataset
 from rightreasons.cli import main
 from rightreasons.errors import UserError
-
-from own_data_fixtures import make_folder, make_table, png_bytes, set_row
 
 
 def _folder(tmp: Path) -> Path:

@@ -3,10 +3,9 @@
 import pytest
 import torch
 
+from helpers import tiny_mlp
 from rightreasons import Batch, create_method
 from rightreasons.errors import UserError
-
-from helpers import tiny_mlp
 
 
 def test_defaults_group_is_the_label_and_every_example_is_annotated():

@@ -13,11 +13,10 @@ import time
 
 import pytest
 
+from data_fixtures import make_idx_dir
 from rightreasons.cli import main
 from rightreasons.report import bench
 from rightreasons.train import TrainConfig
-
-from data_fixtures import make_idx_dir
 
 RUNS = [f"decoy-mnist-{m}-seed{s}" for m in ("erm", "rrr") for s in (0, 1)]
 

@@ -5,12 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import tiny_batch, tiny_cnn, tiny_mlp
 from rightreasons.batch import Batch
 from rightreasons.errors import UserError
 from rightreasons.methods import StepContext, create_method
 from rightreasons.ops.contextual_decomposition import contextual_decomposition
-
-from helpers import tiny_batch, tiny_cnn, tiny_mlp
 
 MODELS = {"mlp": tiny_mlp, "cnn": tiny_cnn}
 RAR = ("ig_norm", "ig_sum_norm")

@@ -5,10 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import shortcut_splits
 from rightreasons import TrainConfig, create_method, fit
 from rightreasons.errors import UserError
-
-from helpers import shortcut_splits
 
 
 class Custom(nn.Module):

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import shortcut_splits
 from rightreasons.methods import create_method
 from rightreasons.train import NonFiniteLossError, TrainConfig, fit
 from rightreasons.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from rightreasons.train.run import build_model
-
-from helpers import shortcut_splits
 
 TESTS = Path(__file__).parent
 

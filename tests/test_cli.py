@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from rightreasons.cli import main
-
 from data_fixtures import make_idx_dir
+from rightreasons.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,12 @@ training set's ``input_range`` (normalised folders and tables are not in [0, 1])
 import pytest
 import torch
 
+from helpers import tiny_batch, tiny_mlp
 from rightreasons import TrainConfig, UserError, create_method, fit
 from rightreasons.data.dataset import ExplanationDataset
 from rightreasons.methods import StepContext
 from rightreasons.methods.base import clip_range
 from rightreasons.methods.erm import ERM
-
-from helpers import tiny_batch, tiny_mlp
 
 LATE = 20
 CLIPPED = ["pgd_ex", "ibp_ex+rrr", "ig_norm", "ig_sum_norm"]  # pgd_ex+rrr: unclipped, as in Heo et al.'s code

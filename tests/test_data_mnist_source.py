@@ -16,7 +16,6 @@ from rightreasons.data import mnist_source
 from rightreasons.data.mnist_source import fetch_mnist, load_mnist, read_idx, restricted_load
 from rightreasons.errors import DataError
 
-
 # ------------------------------------------------------------------------------------ restricted unpickler
 
 

@@ -12,13 +12,12 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
+from data_fixtures import make_idx_dir
+from helpers import shortcut_splits, tiny_mlp
 from rightreasons.errors import UserError
 from rightreasons.methods import create_method
 from rightreasons.train import TrainConfig, fit
 from rightreasons.train.distributed import shard, wrap
-
-from data_fixtures import make_idx_dir
-from helpers import shortcut_splits, tiny_mlp
 
 
 @pytest.fixture(scope="module")

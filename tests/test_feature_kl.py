@@ -8,13 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import tiny_batch, tiny_cnn, tiny_mlp
 from rightreasons.errors import UserError
 from rightreasons.methods import StepContext, create_method
 from rightreasons.methods.feature_kl import feature_kl_term, masked_out
 from rightreasons.models import create_model
 from rightreasons.models_split import SplitSequential, insert_mapping, mapping_parameters, split_model
-
-from helpers import tiny_batch, tiny_cnn, tiny_mlp
 
 
 def split_tiny_mlp(dtype=torch.float32):

@@ -8,17 +8,15 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import shortcut_splits
 from rightreasons.cli import main
 from rightreasons.data import DataSplits, ExplanationDataset, load_dataset
-from rightreasons.errors import UserError
-from rightreasons.find_another import (find_another_explanation, rule_report, top_gradient_masks,
-                                       toy_colors_conflict_set)
-from rightreasons.find_another.toy_colors_rules import region_mask
 from rightreasons.data.toy_colors import CORNERS, TOP_MIDDLE
+from rightreasons.errors import UserError
+from rightreasons.find_another import find_another_explanation, rule_report, top_gradient_masks, toy_colors_conflict_set
+from rightreasons.find_another.toy_colors_rules import region_mask
 from rightreasons.train.config import TrainConfig
 from rightreasons.train.run import load_run
-
-from helpers import shortcut_splits
 
 
 def test_top_gradient_masks_follow_the_threshold_rule():

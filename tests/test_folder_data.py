@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from own_data_fixtures import make_folder, png_bytes, set_row
 from rightreasons import load_dataset
 from rightreasons.cli import main
 from rightreasons.data.examples import write_patches
-
-from own_data_fixtures import make_folder, png_bytes, set_row
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from own_data_fixtures import make_folder, png_bytes
 from rightreasons import TrainConfig, load_dataset
 from rightreasons.errors import UserError
-
-from own_data_fixtures import make_folder, png_bytes
 
 # RR_FUZZ_EXAMPLES=2000 for a long hunt; the default keeps the suite fast
 FUZZ = settings(max_examples=int(os.environ.get("RR_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,15 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rightreasons.batch import Batch
+from helpers import tiny_batch, tiny_mlp
 from rightreasons.data import DataSplits, ExplanationDataset
 from rightreasons.errors import UserError
 from rightreasons.methods import StepContext, create_method
 from rightreasons.metrics import evaluate
 from rightreasons.train.config import TrainConfig
 from rightreasons.train.trainer import fit
-
-from helpers import tiny_batch, tiny_mlp
 
 
 def ctx(step=0):

@@ -6,10 +6,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from helpers import tiny_batch
 from rightreasons.methods import StepContext, create_method
 from rightreasons.ops import input_gradients
-
-from helpers import tiny_batch, tiny_mlp
 
 
 def linear_model(d=7, k=4, seed=0):

@@ -9,12 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import tiny_batch, tiny_cnn, tiny_mlp
 from rightreasons import UserError
 from rightreasons.data import ExplanationDataset
 from rightreasons.metrics.robust import ibp_certified_accuracy
 from rightreasons.ops.interval_bounds import interval_bounds, margin_bounds, mask_box, masked_ibp
-
-from helpers import tiny_batch, tiny_cnn, tiny_mlp
 
 MODELS = {"mlp": tiny_mlp, "cnn": tiny_cnn}
 

@@ -6,12 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import shortcut_splits, tiny_batch, tiny_cnn, tiny_mlp
 from rightreasons import UserError
 from rightreasons.data import ExplanationDataset
 from rightreasons.metrics.robust import masked_pgd_accuracy
 from rightreasons.ops.masked_pgd import masked_pgd
-
-from helpers import shortcut_splits, tiny_batch, tiny_cnn, tiny_mlp
 
 MODELS = {"mlp": tiny_mlp, "cnn": tiny_cnn}
 

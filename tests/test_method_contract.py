@@ -10,10 +10,9 @@ import math
 import pytest
 import torch
 
+from helpers import tiny_batch, tiny_cnn, tiny_mlp
 from rightreasons.errors import UserError
 from rightreasons.methods import METHODS, StepContext, create_method
-
-from helpers import tiny_batch, tiny_cnn, tiny_mlp
 
 MODELS = {"mlp": tiny_mlp, "cnn": tiny_cnn}
 
@@ -204,7 +203,7 @@ def test_every_pair_composes_or_is_refused_when_built(a, b):
 
 
 def test_the_methods_that_own_their_loss_are_refused_by_name():
-    from rightreasons.methods import GroupDRO, IGSumNorm, RRR, combine
+    from rightreasons.methods import RRR, GroupDRO, IGSumNorm, combine
 
     for part in (GroupDRO, IGSumNorm):
         with pytest.raises(UserError, match=f"{part.name}: "):

@@ -8,11 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import tiny_batch, tiny_cnn, tiny_mlp
 from rightreasons import UserError
 from rightreasons.methods import METHODS, Method, StepContext, create_method
 from rightreasons.ops.masked_pgd import masked_pgd
-
-from helpers import tiny_batch, tiny_cnn, tiny_mlp
 
 MODELS = {"mlp": tiny_mlp, "cnn": tiny_cnn}
 NAMES = ["avg_ex", "pgd_ex", "ibp_ex", "pgd_ex+rrr", "ibp_ex+rrr"]

@@ -3,8 +3,8 @@ image decoded. The browser part needs Debian's `chromium` package (skipped, sayi
 
 import base64
 import io
-import re
 import os
+import re
 import shutil
 import subprocess
 
@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_fixtures import make_idx_dir
 from rightreasons.report.html import write_report
 from rightreasons.report.results import collect_rows, write_results_csv
 from rightreasons.report.saliency import attribution_kinds
 from rightreasons.report.summary import write_summary
 from rightreasons.train import TrainConfig, run_training, save_run
-
-from data_fixtures import make_idx_dir
 
 METHODS = ("erm", "rrr")
 

@@ -8,14 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
+from data_fixtures import make_idx_dir
+from helpers import tiny_mlp
 from rightreasons.cli import main
 from rightreasons.data import ExplanationDataset
 from rightreasons.report import saliency
 from rightreasons.report.png import encode_png
 from rightreasons.train import TrainConfig, run_training, save_run
-
-from data_fixtures import make_idx_dir
-from helpers import tiny_mlp
 
 CYAN = (0, 255, 255)
 

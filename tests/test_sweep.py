@@ -11,6 +11,7 @@ import sys
 import optuna  # noqa: F401  (the `test` extra installs it; fail loudly without it)
 import pytest
 
+from data_fixtures import make_idx_dir
 from rightreasons.cli import main
 from rightreasons.data import load_dataset
 from rightreasons.data.dataset import DataSplits
@@ -19,8 +20,6 @@ from rightreasons.sweep import check_space, load_space, parse_space, run_sweep, 
 from rightreasons.sweep import study as sweep_study
 from rightreasons.train.config import TrainConfig
 from rightreasons.train.run import resolved_config
-
-from data_fixtures import make_idx_dir
 
 SPACE = {"params.lam": {"type": "float", "low": 0.1, "high": 1000, "log": True},
          "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from own_data_fixtures import make_table
 from rightreasons import load_dataset
 from rightreasons.cli import main
-
-from own_data_fixtures import make_table
 
 
 @pytest.fixture

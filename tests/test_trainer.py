@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 
+from helpers import shortcut_splits
 from rightreasons.data import DataSplits
 from rightreasons.errors import UserError
 from rightreasons.methods import Method, create_method
 from rightreasons.train import NonFiniteLossError, TrainConfig, fit, load_run, run_training, save_run
 from rightreasons.train.run import build_model, check_out_dir
-
-from helpers import shortcut_splits
 
 
 def params_of(model):

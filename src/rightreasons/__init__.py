@@ -8,8 +8,26 @@ from .audit import audit
 from .batch import Batch
 from .data import DataSplits, ExplanationDataset, load_dataset
 from .errors import DataError, UserError
-from .methods import (CDEP, ERM, RRR, AvgEx, Certainty, FeatureKL, GroupDRO, IbpEx, IbpExRRR, IGNorm, IGSumNorm,
-                      LossOutput, Method, PgdEx, PgdExRRR, StepContext, combine, create_method)
+from .methods import (
+                      CDEP,
+                      ERM,
+                      RRR,
+                      AvgEx,
+                      Certainty,
+                      FeatureKL,
+                      GroupDRO,
+                      IbpEx,
+                      IbpExRRR,
+                      IGNorm,
+                      IGSumNorm,
+                      LossOutput,
+                      Method,
+                      PgdEx,
+                      PgdExRRR,
+                      StepContext,
+                      combine,
+                      create_method,
+)
 from .metrics import evaluate
 from .models import create_model
 from .ops.contextual_decomposition import contextual_decomposition

@@ -8,8 +8,15 @@ import click
 @click.command(name="list")
 def list_command():
     """Show the registered datasets, models and methods."""
-    from ..data import (DATASETS, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MODEL, default_batch_size, default_epochs,
-                        default_model)
+    from ..data import (
+        DATASETS,
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_EPOCHS,
+        DEFAULT_MODEL,
+        default_batch_size,
+        default_epochs,
+        default_model,
+    )
     from ..methods import METHODS
     from ..methods.base import param_text
     from ..models import MODELS

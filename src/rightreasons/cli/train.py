@@ -22,8 +22,8 @@ from .options import split_fields, training_options
 def train_command(out, config_file, overwrite, resume, quiet, **flags):
     """Train a model and write DIR/model.safetensors, DIR/config.json and DIR/metrics.json."""
     from ..train import distributed
-    from ..train.config import TrainConfig
     from ..train.checkpoint import latest_checkpoint, read_meta
+    from ..train.config import TrainConfig
     from ..train.overrides import apply_overrides
     from ..train.run import CHECKPOINTS, check_out_dir, resolved_config, run_training, save_run
 

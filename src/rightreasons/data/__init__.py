@@ -10,8 +10,17 @@ from __future__ import annotations
 from . import color_mnist, decoy_mnist, toy_colors  # noqa: F401  (built-in datasets register themselves)
 from .dataset import DataSplits, ExplanationDataset
 from .mnist_source import fetch_mnist, load_mnist
-from .registry import (DATASETS, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MODEL, default_batch_size, default_epochs,
-                       default_model, load_dataset, register_dataset)
+from .registry import (
+                       DATASETS,
+                       DEFAULT_BATCH_SIZE,
+                       DEFAULT_EPOCHS,
+                       DEFAULT_MODEL,
+                       default_batch_size,
+                       default_epochs,
+                       default_model,
+                       load_dataset,
+                       register_dataset,
+)
 
 __all__ = ["DATASETS", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS", "DEFAULT_MODEL", "DataSplits", "ExplanationDataset",
            "default_batch_size", "default_epochs", "default_model", "fetch_mnist", "load_dataset", "load_mnist",

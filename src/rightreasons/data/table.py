@@ -32,9 +32,20 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UserError
-from .csv_common import (DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, SPLIT_NAMES, encode_labels, encode_splits,
-                         one_line_errors, option_bool, option_count, option_fraction, option_names, parse_options,
-                         read_csv, resolve_splits, split_generator)
+from .csv_common import (
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
+    SPLIT_NAMES,
+    encode_labels,
+    encode_splits,
+    label_and_split_options,
+    one_line_errors,
+    option_bool,
+    option_names,
+    parse_options,
+    read_csv,
+    resolve_splits,
+)
 from .dataset import DataSplits, ExplanationDataset
 
 DEFAULTS = {"label": "label", "group": None, "split": None, "features": None, "mask_columns": None,
@@ -111,13 +122,7 @@ def load_table(path: str | Path, seed: int = 0, **options) -> DataSplits:
     if mask_file is not None and (not isinstance(mask_file, str) or not mask_file):
         raise UserError(f"{source}: option mask_file must be a path, got {mask_file!r}")
     standardize = option_bool(source, "standardize", opts["standardize"])
-    classes = option_names(source, "classes", opts["classes"])
-    num_classes = option_count(source, "num_classes", opts["num_classes"])
-    val_f = option_fraction(source, "val_fraction", opts["val_fraction"])
-    test_f = option_fraction(source, "test_fraction", opts["test_fraction"])
-    if val_f + test_f >= 1:
-        raise UserError(f"{source}: val_fraction + test_fraction must be < 1, got {val_f + test_f:g}")
-    rng = split_generator(seed, "csv")
+    classes, num_classes, val_f, test_f, rng = label_and_split_options(source, opts, seed, "csv")
     if not path.exists():
         raise DataError(f"{path}: no such file")
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .registry import register_dataset
 from .dataset import DataSplits, ExplanationDataset
 from .decoy_mnist import SPLITS, check_choice, check_count, parse_options, split_rng, to_tensor
+from .registry import register_dataset
 
 NAME = "toy-colors"
 PAPER = "Ross, Hughes & Doshi-Velez 2017, Right for the Right Reasons (IJCAI), Toy Colors"

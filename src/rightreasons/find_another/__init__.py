@@ -15,8 +15,14 @@ This is a sequence of trainings, not one loss, so it is not a registered method:
 :func:`find_another_explanation` or ``rightreasons find-another``.
 """
 
-from .core import (FindAnotherModel, find_another_explanation, save_find_another, summary_row, top_gradient_masks,
-                   write_summary)
+from .core import (
+                   FindAnotherModel,
+                   find_another_explanation,
+                   save_find_another,
+                   summary_row,
+                   top_gradient_masks,
+                   write_summary,
+)
 from .toy_colors_rules import rule_report, toy_colors_conflict_set
 
 __all__ = ["FindAnotherModel", "find_another_explanation", "rule_report", "save_find_another", "summary_row",

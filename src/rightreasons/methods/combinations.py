@@ -1,6 +1,6 @@
 """The combinations Heo et al. (NeurIPS 2023) found best: robustness inside the mask plus RRR's input
-gradient penalty (Ross et al. 2017), built from the parts with :func:`combine` (penalties summed; the
-first part sets the clean-CE weight, so IBP-Ex's kappa schedule applies).
+gradient penalty (Ross et al. 2017), built from the parts with :func:`combine` (penalties summed; IBP-Ex,
+the part that weights the clean CE, sets its weight, so its kappa schedule applies).
 
     pgd_ex+rrr:  CE + alpha * CE(x_adv) + lam * ||m * grad_x s(f(x))||^2
     ibp_ex+rrr:  kappa * CE + (1 - kappa) * CE(z_worst) + lam * ||m * grad_x s(f(x))||^2
@@ -31,6 +31,7 @@ from .rrr import RRR
 
 PgdExRRR = combine(PgdEx, RRR)
 IbpExRRR = combine(IbpEx, RRR)
+PgdExRRR.__module__ = IbpExRRR.__module__ = __name__  # documented by this module's docstring
 IbpExRRR.defaults = {**IbpExRRR.defaults, "eps": 0.05, "clip_min": None, "clip_max": None}  # the data's range
 PgdExRRR.defaults = {**PgdExRRR.defaults, "eps": 0.3, "lam": 1.0, "step_factor": 1.0,
                      "clip_min": -math.inf, "clip_max": math.inf}

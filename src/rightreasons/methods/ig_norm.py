@@ -19,12 +19,9 @@ Options: ``eps`` (0.1), ``pgd_steps`` (2), ``step_size`` (0 = 2.5 * eps / pgd_st
 (True; required by IG-NORM: its objective has zero gradient at x' = x), ``ig_steps`` (4) and
 ``pgd_ig_steps`` (2) path points, ``chunk_size`` (0 = all path points in one pass), ``region``,
 ``clip_min`` / ``clip_max`` (None: the training data's ``input_range``; -inf / inf: no clamp).
-Chen et al.'s MNIST settings (a 2-conv CNN) are eps 0.3, 40 PGD
-steps of 0.01, 50 IG points (10 in the attack), lam 1 / beta 0.1. Our defaults are what the
-784-50-30-10 MLP can afford and learn on a CPU: at eps 0.3 that MLP collapses (test accuracy 0.51,
-worst class 0.01); at eps 0.1 IG-SUM-NORM keeps 0.951 / worst class 0.908 (ERM: 0.971 / 0.958) and,
-under the same top-k attack at eps 0.1, raises top-100 intersection 0.816 -> 0.850 and Kendall tau
-0.656 -> 0.708 (first 200 test images; ``metrics.attribution_robustness``).
+Chen et al.'s MNIST settings (a 2-conv CNN) are eps 0.3, 40 PGD steps of 0.01, 50 IG points (10 in
+the attack), lam 1 / beta 0.1; ours are smaller, what an MLP can afford on a CPU. Why these defaults:
+docs/results/method-tuning.md#ig_norm.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ or no non-empty mask for ``region="mask"``) both are NaN and a warning is issued
 
 Defaults are Chen et al.'s MNIST evaluation (eps 0.3, 100 steps of 0.01, k = 100, attack_k = 200,
 IG with 50 points, softplus beta 1). Compare models at the radius they were trained for: ``ig_sum_norm``'s
-default MLP radius is 0.1. Without the surrogate the attack barely moves ReLU models (Kendall 0.995 vs
-0.600 with it, 784-50-30-10 MLP on MNIST).
+default MLP radius is 0.1. Without the surrogate the attack barely moves ReLU models (ReLU networks have
+zero second derivatives; measurements: docs/results/method-tuning.md#attribution-robustness).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from ..errors import UserError
 from .registry import register_model
 
 
-def _mlp(input_shape, num_classes, hidden) -> nn.Sequential:
+def mlp_stack(input_shape, num_classes, hidden) -> nn.Sequential:
+    """flatten -> (Linear, ReLU) per hidden width -> Linear to the classes."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
     for h in hidden:
@@ -32,19 +33,19 @@ def mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100)) -> nn.Se
 
     Why this default rather than Ross's 50-30 (``mlp-ross``): docs/results/method-tuning.md#mlp
     """
-    return _mlp(input_shape, num_classes, tuple(hidden))
+    return mlp_stack(input_shape, num_classes, tuple(hidden))
 
 
 @register_model("mlp-ross")
 def mlp_ross(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30)) -> nn.Sequential:
     """Ross et al. 2017's two-hidden-layer MLP: flatten -> 50 -> 30 -> classes, ReLU."""
-    return _mlp(input_shape, num_classes, tuple(hidden))
+    return mlp_stack(input_shape, num_classes, tuple(hidden))
 
 
 @register_model("mlp-wide")
 def mlp_wide(input_shape, num_classes, hidden: tuple[int, ...] = (512, 512)) -> nn.Sequential:
     """A wider MLP: flatten -> 512 -> 512 -> classes, ReLU."""
-    return _mlp(input_shape, num_classes, tuple(hidden))
+    return mlp_stack(input_shape, num_classes, tuple(hidden))
 
 
 @register_model("cnn")

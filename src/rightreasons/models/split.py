@@ -25,7 +25,6 @@ on an ``nn.Sequential``, or any module with the three methods above.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Callable
 
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .builtin import cnn, cnn_strided
+from .builtin import cnn, cnn_strided, mlp_stack
 from .registry import register_model
 
 
@@ -98,13 +97,7 @@ def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), ma
     k = mapping_after % len(hidden) if -len(hidden) <= mapping_after < len(hidden) else None
     if k is None:
         raise UserError(f"model 'split-mlp': mapping_after={mapping_after} must index one of {len(hidden)} hidden layers")
-    layers: list[nn.Module] = [nn.Flatten()]
-    width = math.prod(input_shape)
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, num_classes))
-    return insert_mapping(nn.Sequential(*layers), 1 + 2 * (k + 1))
+    return insert_mapping(mlp_stack(input_shape, num_classes, hidden), 1 + 2 * (k + 1))
 
 
 @register_model("split-mlp-ross")

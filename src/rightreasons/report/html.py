@@ -16,12 +16,12 @@ from html import escape
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..bench.published import SOURCES, published_for
+from ..bench.results import read_results_csv
 from ..errors import UserError
 from ..files import atomic_write_text, read_json
 from . import saliency
 from .png import encode_png, write_png
-from ..bench.published import SOURCES, published_for
-from ..bench.results import read_results_csv
 from .summary import COLUMNS, published_cell, summarize, unmatched_published
 from .svg import line_chart
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..files import atomic_write_text
 from ..bench.published import SOURCES, format_published, published_for
 from ..bench.results import read_results_csv
+from ..files import atomic_write_text
 
 #: (results.csv column, header, decimals): worst-group accuracy first
 COLUMNS = (

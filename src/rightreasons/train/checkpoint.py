@@ -115,7 +115,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     try:
         meta = read_json(meta_path, "checkpoint metadata")
     except UserError as exc:
-        raise CheckpointError(str(exc)) from None
+        reason = str(exc).removeprefix(f"{meta_path}: ")
+        raise CheckpointError(f"{meta_path}: unreadable checkpoint metadata ({reason})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("sha256"), dict):
         raise CheckpointError(f"{meta_path}: not a rightreasons checkpoint (format {FORMAT} expected)")
     return meta

@@ -14,6 +14,7 @@ static_graph=True with an input-gradient penalty gives silently wrong gradients)
 from __future__ import annotations
 
 import os
+
 import torch
 import torch.distributed as dist
 from torch import nn
