@@ -111,7 +111,8 @@ def child(args) -> None:
         reset = True
     except OSError:
         reset = False
-    Runner(args.child, model_for_method(args.child, model, args, data), data, args.batch_size, args.steps).run(args.steps)
+    Runner(args.child, model_for_method(args.child, model, args, data), data, args.batch_size,
+           args.steps).run(args.steps)
     train_peak = _status_mb("VmHWM") if reset else float("nan")
     print(json.dumps({"peak_mb": max(process_peak, peak_memory_mb()), "train_extra_mb": train_peak - loaded}))
 

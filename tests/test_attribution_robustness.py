@@ -46,7 +46,8 @@ def test_kendall_known_cases():
     # one swapped adjacent pair out of 10: (9 - 1) / 10
     assert kendall_tau(torch.tensor([1.0, 2, 3, 4, 5]), torch.tensor([2.0, 1, 3, 4, 5])).item() == pytest.approx(0.8)
     # scipy.stats.kendalltau([1, 2, 3, 4], [1, 1, 2, 3]) = 5 / sqrt(6 * 5)
-    assert kendall_tau(torch.tensor([1.0, 2, 3, 4]), torch.tensor([1.0, 1, 2, 3])).item() == pytest.approx(5 / math.sqrt(30))
+    assert (kendall_tau(torch.tensor([1.0, 2, 3, 4]), torch.tensor([1.0, 1, 2, 3])).item()
+            == pytest.approx(5 / math.sqrt(30)))
 
 
 @settings(max_examples=60, deadline=None)

@@ -52,7 +52,8 @@ def f_unknown_column(t):
 
 def f_missing_label_column(t):
     r = _folder(t)
-    lines = [",".join(c for i, c in enumerate(l.split(",")) if i != 1) for l in (r / "labels.csv").read_text().splitlines()]
+    lines = [",".join(c for i, c in enumerate(line.split(",")) if i != 1)
+             for line in (r / "labels.csv").read_text().splitlines()]
     (r / "labels.csv").write_text("\n".join(lines) + "\n")
     return f"folder:{r}", {}
 
@@ -329,7 +330,8 @@ CASES = [
     (f_grey_mask, "masks/004.png (labels.csv row 6): mask has values other than (near) 0 and 255 (e.g. 128 at "
                   "row 0, column 0); use mask_threshold=0.5"),
     (f_mask_unreadable, "masks/001.png (labels.csv row 3): cannot read image"),
-    (f_odd_size, "img/005.png (labels.csv row 7): image is 6x6 but img/000.png is 8x8; pass size=H,W to resize every image"),
+    (f_odd_size, "img/005.png (labels.csv row 7): image is 6x6 but img/000.png is 8x8; pass size=H,W to resize "
+                 "every image"),
     (f_duplicate_file, "labels.csv row 4: file 'img/001.png' already listed in row 3"),
     (f_bad_split, "labels.csv row 2: split value 'training' is not one of train, val, test"),
     (f_empty_test_split, "labels.csv: the test split is empty (the split column has no such rows)"),
@@ -381,7 +383,8 @@ TENSOR_CASES = [
      "tensors: mask shape (5, 1, 3, 3) does not match x shape (5, 1, 4, 4)"),
     (lambda: ExplanationDataset(torch.rand(5, 3), torch.zeros(5, dtype=torch.long), torch.full((5, 3), 0.5)),
      "tensors: mask must be binary (0/1); found other values"),
-    (lambda: ExplanationDataset(torch.rand(5, 3), torch.zeros(5)), "tensors: y must be integer class labels, got torch.float32"),
+    (lambda: ExplanationDataset(torch.rand(5, 3), torch.zeros(5)),
+     "tensors: y must be integer class labels, got torch.float32"),
     (lambda: ExplanationDataset(torch.rand(5, 3), torch.tensor([0, 1, 2, 3, 1]), num_classes=3),
      "tensors: label 3 out of range for 3 classes"),
     (lambda: ExplanationDataset(torch.rand(4, 3), torch.tensor([0, -1, 1, 0])), "tensors: negative label -1 in y"),

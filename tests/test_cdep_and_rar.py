@@ -201,7 +201,8 @@ def test_ig_norm_term_obeys_completeness():
     from rightreasons.methods.ig_norm import loss_attribution
 
     ig = loss_attribution(model, batch.x, x_adv, batch.y, 200, None, False)
-    change = F.cross_entropy(model(x_adv), batch.y, reduction="none") - F.cross_entropy(model(batch.x), batch.y, reduction="none")
+    change = (F.cross_entropy(model(x_adv), batch.y, reduction="none")
+              - F.cross_entropy(model(batch.x), batch.y, reduction="none"))
     torch.testing.assert_close(ig.flatten(1).sum(1), change.detach(), rtol=0, atol=1e-3)
     assert (method.ig_term(model, batch, x_adv, 200, False) >= change.abs().detach() - 1e-3).all()
 

@@ -92,7 +92,8 @@ def test_bounds_apply_to_optional_parameters_only_when_they_are_given():
     assert BoundedOptional().params == {"radius": None, "scale": 1.0}
     assert BoundedOptional(radius="none", scale="none").params == {"radius": None, "scale": None}
     assert BoundedOptional(radius=1.5).params["radius"] == 1.5
-    for params, field in (({"radius": 3.0}, "radius=3.0"), ({"radius": -1.0}, "radius=-1.0"), ({"scale": -1.0}, "scale=-1.0")):
+    for params, field in (({"radius": 3.0}, "radius=3.0"), ({"radius": -1.0}, "radius=-1.0"),
+                          ({"scale": -1.0}, "scale=-1.0")):
         with pytest.raises(UserError, match=f"{field} is outside"):
             BoundedOptional(**params)
 

@@ -34,10 +34,10 @@ def test_palette_is_hsl_interpolation_from_red_to_web_purple():
     assert np.allclose(p[0], [1.0, 0.0, 0.0], atol=1e-12)  # web "red"
     assert np.allclose(p[9], [128 / 255, 0.0, 128 / 255], atol=1e-12)  # web "purple" #800080
     for k, rgb in enumerate(p):
-        h, l, s = colorsys.rgb_to_hls(*rgb)
+        h, lightness, s = colorsys.rgb_to_hls(*rgb)
         assert abs(s - 1.0) < 1e-9
         assert abs(h - k / 9 * 5 / 6) < 1e-9 or (k == 0 and abs(h) < 1e-9)
-        assert abs(l - (0.5 + k / 9 * (64 / 255 - 0.5))) < 1e-9
+        assert abs(lightness - (0.5 + k / 9 * (64 / 255 - 0.5))) < 1e-9
     assert len({tuple(np.round(c, 6)) for c in p}) == 10
 
 

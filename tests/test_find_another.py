@@ -27,7 +27,8 @@ def test_top_gradient_masks_follow_the_threshold_rule():
     masks = top_gradient_masks(model, x, threshold=0.67, target="logit_sum", batch_size=2)
     assert masks.shape == x.shape and masks.dtype == torch.bool
     assert masks.flatten(1).tolist() == [[True, False, True, False]] * 3
-    assert top_gradient_masks(model, x, threshold=0.4, target="logit_sum").flatten(1)[0].tolist() == [True, True, True, False]
+    assert (top_gradient_masks(model, x, threshold=0.4, target="logit_sum").flatten(1)[0].tolist()
+            == [True, True, True, False])
 
 
 def _unannotated(data: DataSplits) -> DataSplits:
@@ -45,7 +46,8 @@ def test_each_model_is_penalised_on_the_union_of_the_previous_models_top_gradien
     assert not models[0].train_mask.any()  # nothing to penalise for the first model
     assert torch.equal(models[1].train_mask, models[0].top_mask)  # the second covers the first's top pixels
     assert torch.equal(models[2].train_mask, models[0].top_mask | models[1].top_mask)
-    assert models[0].top_mask.any(1).all() if models[0].top_mask.dim() == 2 else models[0].top_mask.flatten(1).any(1).all()
+    assert (models[0].top_mask.any(1).all() if models[0].top_mask.dim() == 2
+            else models[0].top_mask.flatten(1).any(1).all())
     fa = models[1].metrics["find_another"]
     assert fa["index"] == 2 and fa["penalised_fraction"] == pytest.approx(models[0].top_mask.float().mean().item())
     assert models[1].config.method == "rrr" and models[1].config.params["lam"] == 10.0
@@ -113,7 +115,8 @@ def test_cli_writes_run_directories_and_a_rule_report(tmp_path, capsys):
     assert {"rule", "corners_rule_accuracy", "top_middle_gradient_share", "accuracy"} <= set(report[1])
     for k in (1, 2):
         run = out / f"model-{k}"
-        assert {p.name for p in run.iterdir()} >= {"model.safetensors", "config.json", "metrics.json", "train_mask.safetensors"}
+        assert {p.name for p in run.iterdir()} >= {"model.safetensors", "config.json", "metrics.json",
+                                                   "train_mask.safetensors"}
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["find_another"]["index"] == k and "rules" in metrics["find_another"]
     model, config, _ = load_run(out / "model-2")

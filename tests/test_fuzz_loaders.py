@@ -19,7 +19,8 @@ from rightreasons import TrainConfig, load_dataset
 from rightreasons.errors import UserError
 
 # RR_FUZZ_EXAMPLES=2000 for a long hunt; the default keeps the suite fast
-FUZZ = settings(max_examples=int(os.environ.get("RR_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("RR_FUZZ_EXAMPLES", "60")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 def loads_or_user_error(name, **options):

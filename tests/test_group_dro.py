@@ -91,7 +91,8 @@ def test_state_round_trips_and_bad_state_is_refused():
     with pytest.raises(UserError, match="unknown state keys"):
         b.load_state_dict({"weights": [1.0]})
     with pytest.raises(UserError, match="does not fit"):
-        create_method("group_dro", num_groups=2).load_state_dict({"q": [0.2, 0.3, 0.5], "counts": [0] * 3, "running": [0] * 3})
+        create_method("group_dro", num_groups=2).load_state_dict(
+            {"q": [0.2, 0.3, 0.5], "counts": [0] * 3, "running": [0] * 3})
 
 
 def test_group_sizes_come_from_the_last_complete_epoch():

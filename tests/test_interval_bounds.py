@@ -64,6 +64,14 @@ def _slow_conv(conv, lo, hi):
     return out_lo, out_hi
 
 
+def _relu_nested(v):
+    return [_relu_nested(e) for e in v] if isinstance(v, list) else max(v, 0.0)
+
+
+def _flatten_nested(v):
+    return [e for s in v for e in _flatten_nested(s)] if isinstance(v, list) else [v]
+
+
 def _slow_bounds(model, lo, hi):
     """One example; lo/hi tensors without batch dimension. Walks the layers of the tiny models."""
     lo, hi = lo.tolist(), hi.tolist()
@@ -73,16 +81,14 @@ def _slow_bounds(model, lo, hi):
         elif isinstance(layer, nn.Conv2d):
             lo, hi = _slow_conv(layer, lo, hi)
         elif isinstance(layer, nn.ReLU):
-            relu = lambda v: [relu(e) for e in v] if isinstance(v, list) else max(v, 0.0)  # noqa: E731
-            lo, hi = relu(lo), relu(hi)
+            lo, hi = _relu_nested(lo), _relu_nested(hi)
         elif isinstance(layer, nn.MaxPool2d):
             def pool(t):
                 return [[[max(t[c][2 * r + i][2 * q + j] for i in range(2) for j in range(2))
                           for q in range(len(t[0][0]) // 2)] for r in range(len(t[0]) // 2)] for c in range(len(t))]
             lo, hi = pool(lo), pool(hi)
         elif isinstance(layer, nn.Flatten):
-            flat = lambda v: [e for s in v for e in flat(s)] if isinstance(v, list) else [v]  # noqa: E731
-            lo, hi = flat(lo), flat(hi)
+            lo, hi = _flatten_nested(lo), _flatten_nested(hi)
         else:
             raise AssertionError(f"slow oracle does not know {layer}")
     return torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)

@@ -172,8 +172,8 @@ def test_every_pair_composes_or_is_refused_when_built(a, b):
         assert "\n" not in message and f"{a}+{b}" in message
         refused_for = [c for c in (cls_a, cls_b) if not c.composable]
         # refused for a reason: a part that is not a penalty (named), a clashing parameter, or two CE weights
-        assert (any(f"{c.name}: {c.not_composable}" in message for c in refused_for) or "repeats the parameter" in message
-                or "both weight the clean cross-entropy" in message)
+        assert (any(f"{c.name}: {c.not_composable}" in message for c in refused_for)
+                or "repeats the parameter" in message or "both weight the clean cross-entropy" in message)
         return
     assert cls_a.composable and cls_b.composable
     if combined.standalone:

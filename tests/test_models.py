@@ -20,13 +20,13 @@ def test_builtin_models_give_logits_of_the_right_shape(name, shape):
 def test_ross_mlp_has_the_published_layer_sizes():
     model = create_model("mlp-ross", (1, 28, 28), 10)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(784, 50), (50, 30), (30, 10)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(784, 50), (50, 30), (30, 10)]
 
 
 def test_default_mlp_has_two_hidden_layers_of_100():
     model = create_model("mlp", (1, 28, 28), 10)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(784, 100), (100, 100), (100, 10)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(784, 100), (100, 100), (100, 10)]
 
 
 def test_strided_cnn_halves_the_image_twice_without_pooling():
@@ -35,7 +35,7 @@ def test_strided_cnn_halves_the_image_twice_without_pooling():
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [c.stride for c in convs] == [(2, 2), (2, 2)]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(32 * 7 * 7, 256), (256, 10)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(32 * 7 * 7, 256), (256, 10)]
 
 
 def test_user_factory_by_import_path(tmp_path, monkeypatch):

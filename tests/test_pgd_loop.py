@@ -37,7 +37,8 @@ def test_matches_the_obvious_loop_both_ways():
 def test_fixed_features_never_move_and_the_box_holds():
     x, w, lower, upper = problem(1)
     seen = []
-    out = sign_pgd(lambda z: (z @ w).sum(), x, lower, upper, steps=5, step_size=1.0, on_step=lambda z: seen.append(z.clone()))
+    out = sign_pgd(lambda z: (z @ w).sum(), x, lower, upper, steps=5, step_size=1.0,
+                   on_step=lambda z: seen.append(z.clone()))
     fixed = lower == upper
     assert torch.equal(out[fixed], x[fixed])
     assert bool((out >= lower).all() and (out <= upper).all())

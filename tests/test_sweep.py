@@ -105,7 +105,8 @@ def test_space_file_errors(tmp_path):
 def test_cli_reports_a_bad_space_in_one_line(tmp_path, capsys):
     path = tmp_path / "space.json"
     path.write_text(json.dumps({"params.lam": {"type": "float", "low": 3, "high": 2}}))
-    code = main(["sweep", "--data", "decoy-mnist", "--method", "rrr", "--space", str(path), "--out", str(tmp_path / "o")])
+    code = main(["sweep", "--data", "decoy-mnist", "--method", "rrr", "--space", str(path),
+                 "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == f"error: {path}: key 'params.lam': low 3.0 > high 2.0"
 

@@ -53,7 +53,8 @@ def test_mask_file_per_cell_with_unannotated_rows(tmp_path, table):
             assert mi.tolist() == ([False, False, True] if row % 2 == 0 else [True, True, False])
     both = load_dataset(f"csv:{table}", features="a,b,c", mask_file=str(tmp_path / "mask.csv"), mask_columns="b")
     all_mask = torch.cat([both.train.mask, both.val.mask, both.test.mask])
-    assert bool(all_mask[:, 1].all()) and bool(torch.cat([both.train.has_mask, both.val.has_mask, both.test.has_mask]).all())
+    assert bool(all_mask[:, 1].all()) and bool(
+        torch.cat([both.train.has_mask, both.val.has_mask, both.test.has_mask]).all())
 
 
 def test_split_column_names_and_standardisation_fitted_on_train(tmp_path):

@@ -64,4 +64,5 @@ class Batch:
         mask_dtype = x.dtype if self.mask.is_floating_point() and x.is_floating_point() else self.mask.dtype
         return Batch(x, self.y.to(device, non_blocking=non_blocking),
                      self.mask.to(device, dtype=mask_dtype, non_blocking=non_blocking),
-                     self.group.to(device, non_blocking=non_blocking), self.has_mask.to(device, non_blocking=non_blocking))
+                     self.group.to(device, non_blocking=non_blocking),
+                     self.has_mask.to(device, non_blocking=non_blocking))

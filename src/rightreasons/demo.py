@@ -54,4 +54,5 @@ def _finished(run_dir: Path, config: TrainConfig) -> bool:
         saved = read_json(run_dir / "config.json", "config")
     except UserError:  # missing or unreadable: train it again
         return False
-    return saved == config.to_dict() and (run_dir / "metrics.json").is_file() and (run_dir / "model.safetensors").is_file()
+    return (saved == config.to_dict() and (run_dir / "metrics.json").is_file()
+            and (run_dir / "model.safetensors").is_file())

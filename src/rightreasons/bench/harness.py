@@ -206,9 +206,9 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                 if on_finish is not None:
                     on_finish(spec)
     finally:
-        for spec, proc, fh, _ in active:  # interrupted: stop the runs in flight (they stay unfinished)
+        for _spec, proc, _fh, _ in active:  # interrupted: stop the runs in flight (they stay unfinished)
             proc.terminate()
-        for spec, proc, fh, _ in active:
+        for _spec, proc, fh, _ in active:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -74,7 +74,7 @@ def _methods(methods: Optional[str], chosen: Optional[Preset]) -> list[str]:
         return expand_methods(["mask"])
     missing = [m for m in chosen.methods if m not in METHODS.names()]
     if missing:
-        warnings.warn(f"preset {chosen.name}: not registered here, skipped: {', '.join(missing)}")
+        warnings.warn(f"preset {chosen.name}: not registered here, skipped: {', '.join(missing)}", stacklevel=2)
     return [m for m in chosen.methods if m in METHODS.names()]
 
 

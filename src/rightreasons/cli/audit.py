@@ -46,7 +46,8 @@ def audit_command(run_dir, data, data_options, split, eps, steps, draws, seed, a
     from rich.table import Table
 
     names = splits.info.get("groups")
-    table = Table(title=f"audit of {run_dir} ({config.method}) on {dataset.name}, {split} split, {len(dataset)} examples")
+    table = Table(title=f"audit of {run_dir} ({config.method}) on {dataset.name}, {split} split, "
+                        f"{len(dataset)} examples")
     table.add_column("check")
     table.add_column("value", justify="right")
     for key, label in ROWS:

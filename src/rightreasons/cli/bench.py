@@ -40,8 +40,9 @@ def bench_command(out, images, no_report, overwrite, quiet, dry_run, **plan_flag
     plan = plan_bench(out, **plan_flags)
     if dry_run:
         for spec in plan.specs:
-            click.echo(f"{harness.run_state(spec):<9} {spec.name}  model={spec.config.model} epochs={spec.config.epochs} "
-                       f"params={spec.config.params} data_options={spec.config.data_options}")
+            click.echo(f"{harness.run_state(spec):<9} {spec.name}  model={spec.config.model} "
+                       f"epochs={spec.config.epochs} params={spec.config.params} "
+                       f"data_options={spec.config.data_options}")
         click.echo(plan.command)
         return
     out_dir = harness.prepare_out(out, {"command": plan.command, "runs": [s.name for s in plan.specs]})
@@ -58,7 +59,8 @@ def bench_command(out, images, no_report, overwrite, quiet, dry_run, **plan_flag
         log(f"report: {write_report(out_dir, plan.command, images, log)}")
     click.echo((out_dir / "summary.md").read_text())
     click.echo(f"{result['planned']} runs ({result['reused']} reused, {result['ran']} trained) -> "
-               f"{out_dir / 'results.csv'}, {out_dir / 'summary.md'}" + ("" if no_report else f", {out_dir / 'report.html'}"))
+               f"{out_dir / 'results.csv'}, {out_dir / 'summary.md'}"
+               + ("" if no_report else f", {out_dir / 'report.html'}"))
     if result["failed"]:
         first, why = result["failed"][0]
         raise UserError(f"{len(result['failed'])} run(s) failed, e.g. {first}: {why or 'see its train.log'}")

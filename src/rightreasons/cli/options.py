@@ -15,8 +15,9 @@ from ..train.config import LR_SCHEDULES, SELECTIONS
 TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "data": (("--data",), dict(help="Dataset name (see `rightreasons list`), or folder:PATH / csv:PATH for your "
                                     "own data (default: decoy-mnist, or the --config's).")),
-    "method": (("--method",), dict(type=click.Choice(METHODS.names()),
-                                   help="Method (see `rightreasons list`; default: rrr, or the --config's).")),
+    "method": (("--method",), dict(type=click.Choice(METHODS.names()), metavar="METHOD",
+                                   help=f"Method, one of {', '.join(METHODS.names())} (default: rrr, or the "
+                                        "--config's; `rightreasons list` shows their parameters).")),
     "model": (("--model",), dict(help="Model name, package.module:factory for your own (the module must be "
                                       "importable, e.g. PYTHONPATH=.), or auto (default): the dataset's model "
                                       "(cnn-strided for decoy-mnist-half, else mlp; its split version for "
@@ -25,7 +26,8 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                                                                       "for decoy-mnist-half, else 15).")),
     "seed": (("--seed",), dict(type=int, help="Seed of the data, initialisation and batch order (default 0).")),
     "batch_size": (("--batch-size",), dict(type=click.IntRange(min=1), help="Training batch size (default: the "
-                                                                          "dataset's, 64 for decoy-mnist-half, else 256).")),
+                                                                          "dataset's, 64 for decoy-mnist-half, "
+                                                                          "else 256).")),
     "lr": (("--lr",), dict(type=float, help="Learning rate (default 0.003).")),
     "lr_schedule": (("--lr-schedule",), dict(type=click.Choice(LR_SCHEDULES), help="Learning rate over the run "
                                                                                  "(default cosine).")),

@@ -32,9 +32,11 @@ def _params(trial, keys) -> str:
 @click.command(name="sweep")
 @training_options("data", "method")
 @click.option("--space", "space_file", required=True, type=click.Path(dir_okay=False),
-              help="JSON search space: {\"params.lam\": {\"type\": \"float\", \"low\": 0.1, \"high\": 1000, \"log\": true}, ...}.")
+              help="JSON search space: {\"params.lam\": {\"type\": \"float\", \"low\": 0.1, \"high\": 1000, "
+                   "\"log\": true}, ...}.")
 @click.option("--trials", type=int, default=20, show_default=True, help="Trials this process runs.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for best_config.json, trials.csv.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory for best_config.json, trials.csv.")
 @click.option("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db); share it to share the study.")
 @click.option("--study", "study_name", help="Study name (default DATA-METHOD); an existing study is joined.")
 @training_options("config_file", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select",

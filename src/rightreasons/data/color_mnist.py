@@ -41,8 +41,8 @@ def palette() -> np.ndarray:
     """The 10 CDEP colours as float64 RGB in [0, 1], shape (10, 3): colour k = HSL interpolation step k/9."""
     rows = []
     for k in range(10):
-        h, s, l = (a + (b - a) * k / 9.0 for a, b in zip(_START_HSL, _END_HSL))
-        rows.append(colorsys.hls_to_rgb(h, l, s))
+        h, s, lightness = (a + (b - a) * k / 9.0 for a, b in zip(_START_HSL, _END_HSL))
+        rows.append(colorsys.hls_to_rgb(h, lightness, s))
     return np.array(rows, dtype=np.float64)
 
 

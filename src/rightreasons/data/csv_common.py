@@ -81,7 +81,8 @@ def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[
         if not name:
             raise DataError(f"{path}: column {i + 1} of the header has no name")
         if not name.isprintable():
-            raise DataError(f"{path}: column {i + 1} of the header, {name!r}, contains a line break or control character")
+            raise DataError(f"{path}: column {i + 1} of the header, {name!r}, contains a line break or "
+                            "control character")
         if name in header[:i]:
             raise DataError(f"{path}: column {name!r} appears twice in the header")
     for row, cells in rows:

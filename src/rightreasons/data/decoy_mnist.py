@@ -183,8 +183,8 @@ def build_decoy(variant: Variant, seed: int, options: dict) -> DataSplits:
             num_classes=10, num_groups=100 if opts["groups"] != "label" else 10, name=f"{name}/{split}")
     info = {
         "dataset": name, "variant": name, "paper": variant.paper, "construction": variant.construction,
-        "val_protocol": opts["val"], "minority": minority, "seed": seed, "groups": opts["groups"], "source": data["source"],
-        "sizes": {s: len(out[s]) for s in SPLITS}, "limit_train": opts["limit_train"],
+        "val_protocol": opts["val"], "minority": minority, "seed": seed, "groups": opts["groups"],
+        "source": data["source"], "sizes": {s: len(out[s]) for s in SPLITS}, "limit_train": opts["limit_train"],
     }
     if "mask" in opts:
         info["mask"] = opts["mask"]
@@ -227,7 +227,8 @@ def mnist(seed: int = 0, **options) -> DataSplits:
             images, y = limit((images, y), opts["limit_train"])
         x = images.astype(np.float32)[:, None] / np.float32(255)
         no_mask = torch.zeros((1,) + x.shape[1:], dtype=torch.bool)
-        out[split] = ExplanationDataset(to_tensor(x), to_tensor(y), no_mask, None, torch.zeros(len(y), dtype=torch.bool),
+        out[split] = ExplanationDataset(to_tensor(x), to_tensor(y), no_mask, None,
+                                        torch.zeros(len(y), dtype=torch.bool),
                                         num_classes=10, num_groups=10, name=f"mnist/{split}")
     info = {"dataset": "mnist", "variant": "clean", "paper": "LeCun et al. 1998", "val_protocol": "train",
             "seed": seed, "source": data["source"], "sizes": {s: len(out[s]) for s in SPLITS},

@@ -210,8 +210,8 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
         img = read_image(root / name, f"{root / name} (labels.csv row {row})", mode)
         hw = img.shape[:2]
         if size is None and first_hw is not None and hw != first_hw[0]:
-            raise DataError(f"{root / name} (labels.csv row {row}): image is {hw[0]}x{hw[1]} but {first_hw[1]} is {first_hw[0][0]}x"
-                            f"{first_hw[0][1]}; pass size=H,W to resize every image")
+            raise DataError(f"{root / name} (labels.csv row {row}): image is {hw[0]}x{hw[1]} but {first_hw[1]} "
+                            f"is {first_hw[0][0]}x{first_hw[0][1]}; pass size=H,W to resize every image")
         if first_hw is None:
             first_hw = (hw, name)
         mask_name = col["mask"][i] if col["mask"] is not None else ""

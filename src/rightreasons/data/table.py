@@ -129,7 +129,8 @@ def load_table(path: str | Path, seed: int = 0, **options) -> DataSplits:
     header, rows = read_csv(path, "CSV table")
     special = [c for c in (label_col, group_col, split_col) if c is not None]
     if label_col not in header:
-        raise DataError(f"{path}: no label column {label_col!r} (set option label=COLUMN); columns: {', '.join(header)}")
+        raise DataError(f"{path}: no label column {label_col!r} (set option label=COLUMN); "
+                        f"columns: {', '.join(header)}")
     _check_known(path, header, special, "option label/group/split")
     if features is None:
         features = [c for c in header if c not in special]
@@ -146,7 +147,8 @@ def load_table(path: str | Path, seed: int = 0, **options) -> DataSplits:
 
     row_numbers = [r for r, _ in rows]
     cell = {name: [cells[header.index(name)] for _, cells in rows] for name in header}
-    y, class_names = encode_labels(path, row_numbers, cell[label_col], f"label (column {label_col!r})", classes, num_classes)
+    y, class_names = encode_labels(path, row_numbers, cell[label_col], f"label (column {label_col!r})",
+                                   classes, num_classes)
     if group_col is not None:
         group, group_names = encode_labels(path, row_numbers, cell[group_col], f"group (column {group_col!r})")
     else:

@@ -87,7 +87,8 @@ def find_another_explanation(
     models: list[FindAnotherModel] = []
     for index in range(1, n_models + 1):
         if log is not None:
-            log(f"find-another: model {index}/{n_models}, penalising {mask.float().mean().item():.1%} of the training features")
+            log(f"find-another: model {index}/{n_models}, penalising {mask.float().mean().item():.1%} "
+                "of the training features")
         splits = DataSplits(_with_mask(train, mask, index), data.val, data.test, data.info)
         model = build_model(config, data.input_shape, data.num_classes)
         result = fit(model, create_method(config.method, **config.params), splits, config, log=log, progress=progress)

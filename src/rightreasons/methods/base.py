@@ -63,7 +63,9 @@ NONE_WORDS = ("none", "null")
 def _coerce(method: str, name: str, value: Any, default: Any, optional: bool = False) -> Any:
     """Convert ``value`` (possibly a CLI string) to the type of ``default``. An optional parameter also
     takes None (or "none" / "null"); one whose default is None is an optional float."""
-    if (optional or default is None) and (value is None or (isinstance(value, str) and value.strip().lower() in NONE_WORDS)):
+    if (optional or default is None) and (
+        value is None or (isinstance(value, str) and value.strip().lower() in NONE_WORDS)
+    ):
         return None
     if default is None:
         try:

@@ -57,7 +57,8 @@ def masked_out(x: torch.Tensor, mask: torch.Tensor, baseline: float = 0.0) -> to
     return x * (1 - mask) + baseline * mask
 
 
-def feature_kl_term(features, mapping, h: torch.Tensor, x_masked: torch.Tensor, detach_features: bool = True) -> torch.Tensor:
+def feature_kl_term(features, mapping, h: torch.Tensor, x_masked: torch.Tensor,
+                    detach_features: bool = True) -> torch.Tensor:
     """Mean over examples of KL(softmax(f(x')) || softmax(g(h))). The target f(x') is computed without
     a graph; with ``detach_features`` h is detached too, so the gradient reaches g only."""
     with torch.no_grad():
@@ -99,8 +100,8 @@ class FeatureKL(Method):
         do_ce = self.schedule == "joint" or not do_kl  # "alternate": odd steps are KL steps when they can be
         if do_kl:
             x, mask = (batch.x, batch.mask) if bool(keep.all()) else (batch.x[keep], batch.mask[keep])
-            kl = feature_kl_term(features, mapping, h if bool(keep.all()) else h[keep], masked_out(x, mask, self.baseline),
-                                 detach_features=self.update == "mapping")
+            kl = feature_kl_term(features, mapping, h if bool(keep.all()) else h[keep],
+                                 masked_out(x, mask, self.baseline), detach_features=self.update == "mapping")
             kl = kl * keep.to(kl.dtype).mean()  # mean over the batch, un-annotated examples counting 0
         else:
             kl = ce.new_zeros(())

@@ -83,7 +83,8 @@ class GroupDRO(Method):
     uses_mask = False
     paper = "Sagawa, Koh, Hashimoto & Liang, ICLR 2020"
     composable = False
-    not_composable = "its objective is the group-weighted cross-entropy itself, not the clean cross-entropy plus a penalty"
+    not_composable = ("its objective is the group-weighted cross-entropy itself, not the clean cross-entropy "
+                      "plus a penalty")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -136,8 +137,10 @@ class GroupDRO(Method):
             raise UserError(f"method 'group_dro': unknown state keys {unknown}")
         q = torch.tensor(state.get("q", []), dtype=torch.float64)
         lengths = {len(q), len(state.get("counts", q)), len(state.get("running", q))}
-        if len(lengths) != 1 or (self.num_groups and len(q) != self.num_groups) or (len(q) and not math.isclose(q.sum().item(), 1.0, rel_tol=1e-6)):
-            raise UserError(f"method 'group_dro': state does not fit (q of length {len(q)}, num_groups={self.num_groups})")
+        if (len(lengths) != 1 or (self.num_groups and len(q) != self.num_groups)
+                or (len(q) and not math.isclose(q.sum().item(), 1.0, rel_tol=1e-6))):
+            raise UserError(f"method 'group_dro': state does not fit (q of length {len(q)}, "
+                            f"num_groups={self.num_groups})")
         self.q = q
         self.counts = torch.tensor(state.get("counts", [0.0] * len(q)), dtype=torch.float64)
         self.running = torch.tensor(state.get("running", [0.0] * len(q)), dtype=torch.float64)

@@ -79,7 +79,8 @@ class IbpEx(Method):
         mask = explanation_mask(batch)
         weight = annotated(mask)
         eps = self.eps_schedule.current()
-        worst = self._worst_logits(model, batch, mask, eps, clip_range(self, ctx)) if eps > 0 and bool(weight.any()) else None
+        worst = (self._worst_logits(model, batch, mask, eps, clip_range(self, ctx))
+                 if eps > 0 and bool(weight.any()) else None)
         return {"ibp_ex": self._term(logits, worst, batch, weight)}
 
     def loss(self, model, batch, ctx=None):

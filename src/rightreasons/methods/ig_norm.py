@@ -87,7 +87,8 @@ class RobustAttribution(Method):
         start = x
         if self.random_start:
             if ctx.generator is None:
-                raise UserError(f"method {self.name!r} draws random numbers: pass a torch.Generator as StepContext.generator")
+                raise UserError(f"method {self.name!r} draws random numbers: pass a torch.Generator as "
+                                "StepContext.generator")
             noise = torch.rand(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device)
             start = clip_(x + (2 * noise - 1) * radius, lower, upper)
         step = self.step_size or 2.5 * self.eps / max(self.pgd_steps, 1)

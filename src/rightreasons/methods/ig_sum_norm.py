@@ -25,7 +25,8 @@ class IGSumNorm(RobustAttribution):
 
     name = "ig_sum_norm"
     composable = False
-    not_composable = "its objective is the cross-entropy at the adversarial point x', not the clean cross-entropy plus a penalty"
+    not_composable = ("its objective is the cross-entropy at the adversarial point x', not the clean cross-entropy "
+                      "plus a penalty")
     defaults = {"beta": 0.1, **RAR_DEFAULTS}
     bounds = {"beta": (0.0, None), **RAR_BOUNDS}
 

@@ -162,7 +162,8 @@ def attribution_attack(model, x, y, radius, *, steps, step_size, attack_k, k, at
                        chunk_size, surrogate_beta, criterion, clip_min, clip_max):
     """Ghorbani et al.'s top-k attack on a batch; returns (s(x), s(x_best)), both (B, n)."""
     s0 = saliency(model, x, y, attribution, ig_steps, chunk_size)
-    top = torch.zeros_like(s0).scatter_(1, torch.sort(s0, dim=1, descending=True, stable=True).indices[:, :attack_k], 1.0)
+    top = torch.zeros_like(s0).scatter_(1, torch.sort(s0, dim=1, descending=True, stable=True).indices[:, :attack_k],
+                                        1.0)
     best_s = s0.clone()
     best_score = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
     lower, upper = mask_box(x, radius, 1.0, (clip_min, clip_max))
@@ -223,7 +224,8 @@ def attribution_robustness(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UserError(f"attribution_robustness: {name} must be an int >= {low}, got {value!r}")
     if attack_eps < 0 or step_size <= 0:
-        raise UserError(f"attribution_robustness: need attack_eps >= 0 and step_size > 0, got {attack_eps}, {step_size}")
+        raise UserError("attribution_robustness: need attack_eps >= 0 and step_size > 0, "
+                        f"got {attack_eps}, {step_size}")
     n_features = math.prod(dataset.input_shape[1:]) if len(dataset.input_shape) >= 3 else math.prod(dataset.input_shape)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_features:
         raise UserError(f"attribution_robustness: k must be an int in [1, {n_features}], got {k!r}")
@@ -259,7 +261,8 @@ def attribution_robustness(
             kend.append(kendall_tau(s0, s1))
     evaluated = sum(t.numel() for t in inter)
     if evaluated == 0:
-        reason = "no non-empty mask among correctly classified examples" if region == "mask" else "no correctly classified example"
+        reason = ("no non-empty mask among correctly classified examples" if region == "mask"
+                  else "no correctly classified example")
         warnings.warn(f"attribution_robustness: {reason}; reporting NaN", RuntimeWarning, stacklevel=2)
         return {"topk_intersection": math.nan, "kendall": math.nan, "evaluated": 0, **counts}
     kendall = torch.cat(kend)

@@ -61,7 +61,8 @@ def wrong_reason(
     if overlap not in OVERLAPS:
         raise UserError(f"wrong_reason: overlap={overlap!r} is not one of {', '.join(OVERLAPS)}")
     if saliency.shape != mask.shape:
-        raise UserError(f"wrong_reason: saliency shape {tuple(saliency.shape)} does not match mask shape {tuple(mask.shape)}")
+        raise UserError(f"wrong_reason: saliency shape {tuple(saliency.shape)} does not match "
+                        f"mask shape {tuple(mask.shape)}")
     b = binarize(saliency, threshold, top_fraction).flatten(1)
     m = mask.flatten(1) != 0
     inside = (b & m).sum(1).to(torch.float64)

@@ -87,7 +87,8 @@ def insert_mapping(model: nn.Sequential, index: int) -> SplitSequential:
 
 
 @register_model("split-mlp")
-def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), mapping_after: int = 0) -> SplitSequential:
+def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100),
+              mapping_after: int = 0) -> SplitSequential:
     """The default MLP (flatten -> 100 -> 100 -> classes) with a square identity-initialised mapping layer
     after hidden layer ``mapping_after`` (default 0: the first, so f is one Linear+ReLU; -1: the last,
     before the classification layer). Why the early cut: docs/results/method-tuning.md#split-mlp"""
@@ -96,7 +97,8 @@ def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100), ma
         raise UserError("model 'split-mlp': needs at least one hidden layer (option hidden)")
     k = mapping_after % len(hidden) if -len(hidden) <= mapping_after < len(hidden) else None
     if k is None:
-        raise UserError(f"model 'split-mlp': mapping_after={mapping_after} must index one of {len(hidden)} hidden layers")
+        raise UserError(f"model 'split-mlp': mapping_after={mapping_after} must index one of "
+                        f"{len(hidden)} hidden layers")
     return insert_mapping(mlp_stack(input_shape, num_classes, hidden), 1 + 2 * (k + 1))
 
 
@@ -117,7 +119,8 @@ def split_cnn(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hi
 
 
 @register_model("split-cnn-strided")
-def split_cnn_strided(input_shape, num_classes, channels: tuple[int, int] = (16, 32), hidden: int = 256) -> SplitSequential:
+def split_cnn_strided(input_shape, num_classes, channels: tuple[int, int] = (16, 32),
+                      hidden: int = 256) -> SplitSequential:
     """``cnn-strided`` with the mapping layer on its penultimate features, as ``split-cnn``."""
     base = cnn_strided(input_shape, num_classes, channels=channels, hidden=hidden)
     return insert_mapping(base, len(base) - 1)
@@ -139,7 +142,8 @@ def mapping_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 #: the split version of each built-in model, for methods that need a split model
-SPLIT_VERSIONS = {"mlp": "split-mlp", "mlp-ross": "split-mlp-ross", "cnn": "split-cnn", "cnn-strided": "split-cnn-strided"}
+SPLIT_VERSIONS = {"mlp": "split-mlp", "mlp-ross": "split-mlp-ross", "cnn": "split-cnn",
+                  "cnn-strided": "split-cnn-strided"}
 
 
 def split_version(model: str) -> str:

@@ -8,5 +8,6 @@ from .masked_pgd import masked_pgd
 from .modes import eval_mode, train_mode
 from .pgd import sign_pgd
 
-__all__ = ["contextual_decomposition", "eval_mode", "input_gradients", "integrated_gradients", "log_prob_sum", "logit_sum", "train_mode"]
+__all__ = ["contextual_decomposition", "eval_mode", "input_gradients", "integrated_gradients", "log_prob_sum",
+           "logit_sum", "train_mode"]
 __all__ += ["interval_bounds", "margin_bounds", "mask_box", "masked_ibp", "masked_pgd", "sign_pgd", "worst_case_logits"]

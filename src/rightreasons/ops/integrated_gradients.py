@@ -107,7 +107,8 @@ class _RecomputedChunk(torch.autograd.Function):
         gx = grads.pop(0) if ctx.needs_input_grad[4] else None
         gb = grads.pop(0) if ctx.needs_input_grad[5] else None
         gparams = iter(grads)
-        return (None, None, None, None, gx, gb, *[next(gparams) if needs else None for needs in ctx.needs_input_grad[6:]])
+        return (None, None, None, None, gx, gb,
+                *[next(gparams) if needs else None for needs in ctx.needs_input_grad[6:]])
 
 
 def integrated_gradients(

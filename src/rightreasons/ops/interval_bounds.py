@@ -132,7 +132,8 @@ def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     bad = [f"{name} ({type(m).__name__}: {why})" for name, m in leaves if (why := _problem(m))]
     if bad:
         known = ", ".join(sorted({t.__name__ for t in RULES}))
-        raise UserError(f"interval bounds: unsupported module(s): {'; '.join(bad)}. Supported: {known}, nested Sequential")
+        raise UserError(f"interval bounds: unsupported module(s): {'; '.join(bad)}. "
+                        f"Supported: {known}, nested Sequential")
     return leaves
 
 
@@ -213,7 +214,8 @@ def _radius_mask(x: torch.Tensor, mask: torch.Tensor, eps: float, where: str, ch
     try:
         mask = mask.to(x.dtype).expand_as(x)
     except RuntimeError:
-        raise UserError(f"{where}: mask shape {tuple(mask.shape)} does not broadcast to x shape {tuple(x.shape)}") from None
+        raise UserError(f"{where}: mask shape {tuple(mask.shape)} does not broadcast to "
+                        f"x shape {tuple(x.shape)}") from None
     if check and mask.numel() and float(mask.min()) < 0:
         raise UserError(f"{where}: mask must be >= 0 (1 marks a feature that may move)")
     return mask

@@ -30,11 +30,13 @@ def _check(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, eps: float, ste
     if not x.is_floating_point():
         raise UserError(f"masked_pgd: x must be a float tensor, got {x.dtype}")
     if y.shape != x.shape[:1]:
-        raise UserError(f"masked_pgd: y has shape {tuple(y.shape)}; expected ({x.shape[0]},) to match x {tuple(x.shape)}")
+        raise UserError(f"masked_pgd: y has shape {tuple(y.shape)}; expected ({x.shape[0]},) "
+                        f"to match x {tuple(x.shape)}")
     try:
         torch.broadcast_shapes(mask.shape, x.shape)
     except RuntimeError:
-        raise UserError(f"masked_pgd: mask shape {tuple(mask.shape)} does not broadcast to x shape {tuple(x.shape)}") from None
+        raise UserError(f"masked_pgd: mask shape {tuple(mask.shape)} does not broadcast to "
+                        f"x shape {tuple(x.shape)}") from None
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
         raise UserError(f"masked_pgd: eps must be a finite number >= 0, got {eps!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:

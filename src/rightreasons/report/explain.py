@@ -20,7 +20,8 @@ def explain_runs(run_dirs: Sequence[str | Path], out: str | Path, data: Optional
     another dataset (default: the first run's own)."""
     kinds = attribution_kinds() if attribution == "all" else (attribution,)
     if any(k not in attribution_kinds() for k in kinds):
-        raise UserError(f"attribution {attribution!r} is not available here; available: {', '.join(attribution_kinds())}")
+        raise UserError(f"attribution {attribution!r} is not available here; "
+                        f"available: {', '.join(attribution_kinds())}")
     model, _, splits = load_run_on(run_dirs[0], data, data_options)
     dataset = splits.split(split)
     if len(dataset.input_shape) != 3:

@@ -79,8 +79,8 @@ def _check_key(where: str, key: Any) -> None:
         raise UserError(f"{where}: key {key!r} must be a string")
     head = key.split(".", 1)[0]
     if head in FIXED:
-        raise UserError(f"{where}: key {key!r}: {head} is fixed for a whole sweep (set it with --{head.replace('_', '-')} "
-                        "or --config), not searched")
+        raise UserError(f"{where}: key {key!r}: {head} is fixed for a whole sweep "
+                        f"(set it with --{head.replace('_', '-')} or --config), not searched")
     if key in FIELDS or (key.startswith(PREFIXES) and key.split(".", 1)[1]):
         return
     raise UserError(f"{where}: unknown key {key!r}; searchable: {', '.join(FIELDS)}, params.NAME, model_options.NAME")

@@ -70,9 +70,11 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"config field 'optimizer' must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise UserError(f"config field 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+            raise UserError(f"config field 'lr_schedule' must be one of {', '.join(LR_SCHEDULES)}, "
+                            f"got {self.lr_schedule!r}")
         if self.on_nonfinite not in ON_NONFINITE:
-            raise UserError(f"config field 'on_nonfinite' must be one of {', '.join(ON_NONFINITE)}, got {self.on_nonfinite!r}")
+            raise UserError(f"config field 'on_nonfinite' must be one of {', '.join(ON_NONFINITE)}, "
+                            f"got {self.on_nonfinite!r}")
         if self.select not in SELECTIONS:
             raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
 

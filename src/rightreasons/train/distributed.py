@@ -118,5 +118,5 @@ def destroy() -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["MethodStep", "available_cores", "barrier", "check_static_graph", "destroy", "init_from_env", "is_main_process",
-           "local_cores", "loss_scale", "shard", "world", "wrap"]
+__all__ = ["MethodStep", "available_cores", "barrier", "check_static_graph", "destroy", "init_from_env",
+           "is_main_process", "local_cores", "loss_scale", "shard", "world", "wrap"]

@@ -57,8 +57,10 @@ def apply_overrides(config: TrainConfig, fields: Optional[Mapping[str, Any]] = N
     if "method" in changes and changes["method"] != config.method:
         changes["params"] = {}
     config = config.replace(**changes)
-    config = config.replace(params={**config.params, **parse_assignments(params, "--param")},
-                            data_options={**config.data_options, **parse_assignments(data_options, "--data-option")},
-                            model_options={**config.model_options, **parse_assignments(model_options, "--model-option")})
+    config = config.replace(
+        params={**config.params, **parse_assignments(params, "--param")},
+        data_options={**config.data_options, **parse_assignments(data_options, "--data-option")},
+        model_options={**config.model_options, **parse_assignments(model_options, "--model-option")},
+    )
     config.validate()
     return config

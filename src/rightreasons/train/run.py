@@ -64,7 +64,8 @@ def check_out_dir(out: str | Path, overwrite: bool = False, resume: bool = False
     if existing and overwrite and (out / CHECKPOINTS).is_dir():
         shutil.rmtree(out / CHECKPOINTS)
     if existing and not (overwrite or resume):
-        raise UserError(f"{out}: already holds a run ({', '.join(existing)}); choose another --out, or pass --resume or --overwrite")
+        raise UserError(f"{out}: already holds a run ({', '.join(existing)}); choose another --out, "
+                        "or pass --resume or --overwrite")
     return out
 
 
@@ -122,7 +123,8 @@ def load_run(run_dir: str | Path, data: Optional[DataSplits] = None) -> tuple[nn
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{run_dir / 'model.safetensors'}: weights do not fit model {config.model!r} ({first})") from None
+        raise UserError(f"{run_dir / 'model.safetensors'}: weights do not fit model {config.model!r} "
+                        f"({first})") from None
     return model, config, data
 
 
