@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..bench.presets import PRESETS
 from ..errors import UserError
 from .options import training_options
 
@@ -14,7 +15,8 @@ from .options import training_options
                                 "(the default), 'all' = every registered method.")
 @click.option("--seeds", type=click.IntRange(min=1), help="Number of seeds (0 .. N-1); default 3.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Benchmark directory.")
-@click.option("--preset", help="A published comparison: ross2017 or heo2023 (flags given here override it).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)),
+              help="A published comparison (flags given here override it).")
 @training_options("model", "epochs", "batch_size", "lr", "lr_schedule")
 @click.option("--param", "params", multiple=True, metavar="[METHOD.]KEY=VALUE",
               help="Method hyperparameter; without METHOD, for every method that has KEY (repeatable).")

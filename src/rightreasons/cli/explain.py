@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from ..report.saliency import attribution_kinds
 from .options import data_override_options, split_option
 
 
@@ -15,7 +16,7 @@ from .options import data_override_options, split_option
 @data_override_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--images", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--attribution", type=click.Choice(["gradient", "ig", "all"]), default="all", show_default=True)
+@click.option("--attribution", type=click.Choice([*attribution_kinds(), "all"]), default="all", show_default=True)
 @split_option()
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 def explain_command(run_dirs, data, data_options, out, images, attribution, split, overwrite):
