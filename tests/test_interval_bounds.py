@@ -18,13 +18,7 @@ from rightreasons.ops.interval_bounds import interval_bounds, margin_bounds, mas
 MODELS = {"mlp": tiny_mlp, "cnn": tiny_cnn}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add contention (and restore the setting afterwards)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- a slow, obvious re-implementation: per-neuron loops, explicit min/max of products ------------

@@ -15,13 +15,7 @@ from rightreasons.ops.masked_pgd import masked_pgd
 MODELS = {"mlp": tiny_mlp, "cnn": tiny_cnn}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add contention (and restore the setting afterwards)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(seed=0):
