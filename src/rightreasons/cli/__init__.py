@@ -12,6 +12,8 @@ import sys
 import click
 
 from ..errors import UserError
+from ..train.overrides import apply_overrides as apply_flags  # noqa: F401  (old name, kept for existing code)
+from ..train.overrides import parse_assignments, parse_value  # noqa: F401  (old import path)
 from .audit import audit_command
 from .bench import bench_command
 from .data import data_group
