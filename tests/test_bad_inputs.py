@@ -335,7 +335,7 @@ CASES = [
     (f_duplicate_file, "labels.csv row 4: file 'img/001.png' already listed in row 3"),
     (f_bad_split, "labels.csv row 2: split value 'training' is not one of train, val, test"),
     (f_empty_test_split, "labels.csv: the test split is empty (the split column has no such rows)"),
-    (f_unknown_option, "unknown option(s) colour; known: channels, classes, mask_invert"),
+    (f_unknown_option, "unknown option(s) colour; known: allow_outside, channels, classes, mask_invert"),
     (f_bad_size, "option size must be N or H,W (positive integers), got 'big'"),
     (f_bad_channels, "option channels must be 1 or 3, got 4"),
     (f_bad_normalize, "option normalize must be none, imagenet or MEAN,STD, got 'zscore'"),

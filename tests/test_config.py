@@ -137,7 +137,11 @@ def test_fit_trains_with_the_datasets_default_batch_size():
     for name in ("decoy-mnist", "decoy-mnist-half"):
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
         sizes = seen.setdefault(name, [])
-        model.register_forward_hook(lambda module, inputs, output, sizes=sizes: sizes.append(len(inputs[0])))
+        def record(module, inputs, output, sizes=sizes):  # training steps only (fit's eval-mode probe aside)
+            if module.training:
+                sizes.append(len(inputs[0]))
+
+        model.register_forward_hook(record)
         fit(model, create_method("erm"), data, TrainConfig(data=name, method="erm", epochs=1, threads=1))
     assert seen == {"decoy-mnist": [130], "decoy-mnist-half": [64, 64, 2]}
 

@@ -18,6 +18,8 @@ Verdict (thresholds below, on the annotated examples):
 - ``partly``: in between; ``cannot_audit``: no example of the split has a non-empty mask.
 The gradient share is reported beside the mask's area (a model that ignores the mask has a share
 near 0; one that looks everywhere alike, a share near the area). The global RNG is never touched.
+A model whose outputs are not finite (batch, num_classes) logits, on the data or with the masked region
+randomised, gets a one-line ``UserError`` naming the dataset, never a verdict.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 from .data.dataset import ExplanationDataset
 from .errors import UserError
 from .metrics.evaluate import evaluate, predict
+from .metrics.logits import check_logits, checked_outputs
 from .metrics.robust import ibp_certified_accuracy, masked_pgd_accuracy
 from .ops.modes import eval_mode
 
@@ -46,12 +49,14 @@ def randomised_predictions(model: nn.Module, dataset: ExplanationDataset, genera
     """Predictions with every masked feature replaced by uniform noise in ``dataset.input_range``."""
     lo, hi = dataset.input_range
     preds = []
-    with eval_mode(model), torch.no_grad():
+    where = f"dataset {dataset.name!r} with its masked region randomised"
+    with checked_outputs(model, dataset.num_classes, where), eval_mode(model), torch.no_grad():
         for batch in dataset.batches(batch_size):
             noise = lo + (hi - lo) * torch.rand(batch.x.shape, generator=generator, dtype=batch.x.dtype)
             m = batch.effective_mask.bool()
-            preds.append(model(torch.where(m, noise, batch.x)).argmax(1))
-    return torch.cat(preds)
+            logits = check_logits(model(torch.where(m, noise, batch.x)), dataset.num_classes, where, len(batch))
+            preds.append(logits.argmax(1))
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 
 
 def _decide(flip: float, drop: float) -> str:

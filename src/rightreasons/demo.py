@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import UserError
-from .files import read_json
 from .train.config import TrainConfig
-from .train.run import read_metrics, resolved_config, run_training, save_run
+from .train.run import read_finished_run, read_metrics, resolved_config, run_training, save_run
 
 #: (row label, dataset, method) of the demo table
 DEMO_RUNS = (
@@ -51,8 +50,7 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, epochs: Optional[int]
 
 def _finished(run_dir: Path, config: TrainConfig) -> bool:
     try:
-        saved = read_json(run_dir / "config.json", "config")
-    except UserError:  # missing or unreadable: train it again
+        saved, _ = read_finished_run(run_dir)
+    except UserError:  # missing, unreadable, invalid or not matching its manifest: train it again
         return False
-    return (saved == config.to_dict() and (run_dir / "metrics.json").is_file()
-            and (run_dir / "model.safetensors").is_file())
+    return saved == config.to_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -50,23 +51,87 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
-    """The UTF-8 text of ``path``; a missing or unreadable file is a one-line :class:`UserError` naming it
-    and saying what it is (``what``)."""
-    path = Path(path)
+#: the most ``read_text`` and ``read_json`` read by default (machine-written files: metrics with a long
+#: history, checkpoint metadata, results tables)
+MAX_TEXT_BYTES = 256 * 2**20
+MAX_JSON_BYTES = MAX_TEXT_BYTES
+#: the most a hand-written settings file (config.json, a search space) may hold
+MAX_SETTINGS_BYTES = 16 * 2**20
+
+
+def _size_text(n: int) -> str:
+    return f"{n // 2**20} MiB" if n >= 2**20 and n % 2**20 == 0 else f"{n} bytes"
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as it goes into a one-line message (control characters such as a newline escaped)."""
+    text = str(path)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shown_value(value: Any, width: int = 80) -> str:
+    """``repr(value)`` as it goes into a one-line message: at most about ``width`` characters (an integer
+    too long for Python to print is described by its size)."""
     try:
-        return path.read_text(encoding="utf-8")
+        text = repr(value)
+    except ValueError:  # more digits than Python converts to text
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= width else f"{text[:width - 20]}... ({len(text)} characters)"
+
+
+def read_text(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of ``path`` (a leading byte-order mark dropped); a missing or unreadable file, one that
+    is not a regular file (a directory, a named pipe: checked before opening, so reading never blocks), one
+    larger than ``limit`` bytes or not UTF-8 is a one-line :class:`UserError` naming it and saying what it
+    is (``what``)."""
+    path = Path(path)
+    shown = shown_path(path)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{shown}: cannot read {what} (it is {_kind(info.st_mode)}, not a file)")
+        if info.st_size > limit:
+            raise UserError(f"{shown}: cannot read {what} ({info.st_size} bytes; the limit is {_size_text(limit)})")
+        # non-blocking open: should a pipe replace the file after the stat, opening it does not hang
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise UserError(f"{shown}: cannot read {what} (not a regular file)")
+            raw = fh.read(limit + 1)
     except OSError as exc:
-        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: cannot read {what} (not UTF-8 text)") from None
+        raise UserError(f"{shown}: cannot read {what} ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise UserError(f"{shown}: cannot read {what} (larger than the limit of {_size_text(limit)})")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{shown}: cannot read {what} (not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset "
+                        f"{exc.start})") from None
 
 
-def read_json(path: str | Path, what: str = "JSON file") -> Any:
-    """The JSON value in ``path``; a missing, unreadable or invalid file is a one-line :class:`UserError`
-    naming the file (and the line and column of a syntax error). ``what`` says what the file is."""
-    text = read_text(path, what)
+def read_json(path: str | Path, what: str = "JSON file", limit: int = MAX_JSON_BYTES) -> Any:
+    """The JSON value in ``path``; a missing, unreadable, oversized (``limit`` bytes) or invalid file is a
+    one-line :class:`UserError` naming the file (and the line and column of a syntax error). ``what`` says
+    what the file is. Lenient about NaN and Infinity (Python's own JSON writes them; the readers of each
+    field refuse them where they make no sense)."""
+    text = read_text(path, what, limit)
+    shown = shown_path(Path(path))
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise UserError(f"{shown}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise UserError(f"{shown}: cannot read {what} (JSON nested too deeply)") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise UserError(f"{shown}: cannot read {what} (a number in it has too many digits: "
+                        f"{str(exc).split(':')[0]})") from None

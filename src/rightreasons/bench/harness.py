@@ -1,8 +1,10 @@
 """The benchmark harness: every (dataset, method, seed) in its own process and run directory.
 
 ``DIR/runs/<dataset>-<method>-seed<k>/`` is written by :mod:`rightreasons.bench.worker` with
-``save_run``. A run is finished when its metrics.json exists and its config.json equals the resolved
-config (the thread count aside); finished runs are never redone, so an interrupted benchmark resumes.
+``save_run``. A run is finished when its config.json equals the resolved config (the thread count aside)
+and its files are complete and valid (metrics.json a run's metrics, every file matching the manifest);
+finished runs are never redone, so an interrupted benchmark resumes, and a run with a missing, unreadable
+or invalid file is redone (its old files stay until the redo has saved the new ones).
 A finished run with a different config is an error unless ``overwrite``. After every run,
 ``DIR/results.csv`` and ``DIR/summary.md`` are rebuilt from all finished run directories.
 """
@@ -22,7 +24,7 @@ from typing import Callable, Optional, Sequence
 from ..errors import UserError
 from ..files import atomic_write_json, read_json
 from ..train.config import TrainConfig
-from ..train.run import resolved_config
+from ..train.run import read_finished_run, resolved_config
 
 MARKER = "bench.json"
 #: config fields that may differ between a finished run and the plan without redoing it
@@ -88,17 +90,28 @@ def _comparable(config: dict) -> dict:
 
 
 def run_state(spec: RunSpec) -> str:
-    """``finished``, ``todo`` (nothing or an incomplete run) or ``conflict`` (finished, other config)."""
-    if not (spec.dir / "metrics.json").is_file():
-        return "todo"
+    """``finished``, ``todo`` (nothing, an incomplete run, or one whose files are unreadable, invalid or do not
+    match its manifest: redone) or ``conflict`` (finished, other config)."""
+    return _state(spec)[0]
+
+
+def _state(spec: RunSpec) -> tuple[str, str]:
+    """(state, why it is not finished)."""
+    if not (spec.dir / "metrics.json").exists():
+        return "todo", "no metrics.json"
     try:
         saved = read_json(spec.dir / "config.json", "run config")
-    except UserError:  # missing or unreadable: the run never got that far
-        return "todo"
+    except UserError as exc:  # missing or unreadable: the run never got that far
+        return "todo", str(exc)
     if not isinstance(saved, dict):
-        return "todo"
-    same = _comparable(saved) == _comparable(spec.config.to_dict())
-    return "finished" if same and (spec.dir / "model.safetensors").is_file() else "conflict"
+        return "todo", f"{spec.dir / 'config.json'}: not a JSON object"
+    if _comparable(saved) != _comparable(spec.config.to_dict()):
+        return "conflict", "a finished run with a different config"
+    try:
+        read_finished_run(spec.dir)
+    except UserError as exc:  # e.g. metrics.json that is not JSON, or not a run's metrics: redone
+        return "todo", str(exc)
+    return "finished", ""
 
 
 def prepare_out(out: str | Path, invocation: dict) -> Path:
@@ -123,9 +136,10 @@ def _kill_with_parent() -> None:  # runs in the child before exec (Linux): die i
 
 
 def _start(spec: RunSpec) -> tuple[subprocess.Popen, object]:
-    spec.dir.mkdir(parents=True, exist_ok=True)
-    (spec.dir / "metrics.json").unlink(missing_ok=True)  # a redo is unfinished until it completes
-    log = open(spec.dir / "train.log", "w")
+    if spec.dir.exists() and not spec.dir.is_dir():
+        raise UserError(f"{spec.dir}: exists and is not a directory (a run directory of this benchmark expected)")
+    spec.dir.mkdir(parents=True, exist_ok=True)  # the old run stays until save_run replaces it, all at once
+    log = open(spec.dir / "train.log", "a")  # appended: the log of the run a failed redo leaves in place stays
     threads = str(spec.config.threads or available_cores())
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     cmd = [sys.executable, "-m", "rightreasons.bench.worker", str(spec.dir), json.dumps(spec.config.to_dict())]
@@ -186,10 +200,12 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                 fh.close()
                 done += 1
                 seconds = time.perf_counter() - started
-                if proc.returncode != 0 or run_state(spec) != "finished":
+                state, unfinished = _state(spec)
+                if proc.returncode != 0 or state != "finished":
                     why = _last_line(spec.dir / "train.log").removeprefix("error: ") if proc.returncode else (
                         "trained, but with a config other than the planned one (did the method's defaults change "
-                        "while the benchmark ran?); run the benchmark again with --overwrite to redo it")
+                        "while the benchmark ran?); run the benchmark again with --overwrite to redo it"
+                        if state == "conflict" else f"trained, but the run directory is not complete: {unfinished}")
                     failed.append((spec.name, why))
                     log(f"FAILED {spec.name} (exit {proc.returncode}): {why} [{spec.dir / 'train.log'}]")
                     if proc.returncode == 2:  # a user error: the other seeds of this pair would fail alike

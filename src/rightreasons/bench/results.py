@@ -11,10 +11,12 @@ import csv
 import io
 import json
 import math
+import warnings
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import atomic_write_text, read_json, read_text
+from ..files import atomic_write_text, read_text
+from ..train.run import read_finished_run
 
 LEADING = ("dataset", "method", "seed", "test_worst_group_accuracy", "test_accuracy", "test_mean_group_accuracy",
            "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason", "test_masked_pgd_accuracy",
@@ -28,13 +30,14 @@ def _scalar(value):
 
 
 def run_row(run_dir: Path) -> dict | None:
-    """The CSV row of one run directory, or None if it holds no finished run."""
+    """The CSV row of one run directory, or None if it holds no finished run: nothing yet, or files that are
+    missing, unreadable, invalid or do not match the manifest. The harness counts such a run as to do and
+    redoes it (or reports it as failed); a run left out for a broken file is also named in a warning."""
     try:
-        config = read_json(run_dir / "config.json", "run config")
-        metrics = read_json(run_dir / "metrics.json", "run metrics")
-    except UserError:  # missing or unreadable: not finished
-        return None
-    if not isinstance(config, dict) or not isinstance(metrics, dict):
+        config, metrics = read_finished_run(run_dir)
+    except UserError as exc:
+        if (run_dir / "metrics.json").exists():  # it got as far as saving: say why it is not in the table
+            warnings.warn(f"{run_dir}: left out of results.csv ({exc})", stacklevel=2)
         return None
     row = {"dataset": config.get("data"), "method": config.get("method"), "seed": config.get("seed"),
            "run": run_dir.name, "epochs": config.get("epochs"), "model": config.get("model"),

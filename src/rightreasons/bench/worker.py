@@ -24,7 +24,7 @@ def peak_memory_mb() -> float:
 def main(argv: list[str]) -> int:
     from ..errors import UserError
     from ..train.config import TrainConfig
-    from ..train.run import run_training, save_run
+    from ..train.run import run_lock, run_training, save_run
     from ..train.trainer import NonFiniteLossError
 
     if len(argv) != 2:
@@ -34,16 +34,17 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     try:
         config = TrainConfig.from_dict(json.loads(config_json), where="bench config")
-        output = run_training(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+        with run_lock(run_dir):  # a second benchmark on the same directory is refused, not interleaved
+            output = run_training(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+            output.metrics["wall_seconds"] = time.perf_counter() - start
+            output.metrics["peak_memory_mb"] = peak_memory_mb()
+            save_run(run_dir, output)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    output.metrics["wall_seconds"] = time.perf_counter() - start
-    output.metrics["peak_memory_mb"] = peak_memory_mb()
-    save_run(run_dir, output)
     return 0
 
 

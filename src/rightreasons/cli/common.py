@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Callable, Optional
 
@@ -39,6 +40,23 @@ def use_threads(threads: Optional[int]) -> int:
     count = threads or local_cores()
     torch.set_num_threads(count)
     return count
+
+
+def finite_or_none(value):
+    """``value`` with every NaN or infinite float (at any depth of dicts, lists and tuples) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def strict_json(value) -> str:
+    """``value`` as standard JSON (what ``--json`` prints): NaN and infinities become null, never the bare
+    ``NaN`` / ``Infinity`` that Python's json module writes and other JSON readers reject."""
+    return json.dumps(finite_or_none(value), indent=2, allow_nan=False)
 
 
 def echo(line: str = "") -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from .common import fmt, print_table
-from .options import data_override_options, split_option
+from .common import fmt, print_table, strict_json
+from .options import data_override_options, split_option, trust_code_option
 
 
 @click.command(name="evaluate")
@@ -18,21 +16,23 @@ from .options import data_override_options, split_option
               "(default: the whole data range).")
 @click.option("--pgd-steps", type=click.IntRange(min=0), default=20, show_default=True)
 @click.option("--no-robust", is_flag=True, help="Skip masked PGD and IBP-certified accuracy.")
+@trust_code_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(run_dir, data, data_options, split, eps, pgd_steps, no_robust, as_json):
+def evaluate_command(run_dir, data, data_options, split, eps, pgd_steps, no_robust, as_json, trust_code):
     """Re-evaluate a saved model on a dataset split."""
     from ..metrics import evaluate
     from ..metrics.robust import robust_metrics
     from ..train.overrides import parse_assignments
     from ..train.run import load_run_on
 
-    model, config, splits = load_run_on(run_dir, data, parse_assignments(data_options, "--data-option"))
+    model, config, splits = load_run_on(run_dir, data, parse_assignments(data_options, "--data-option"),
+                                         trust_code=trust_code)
     dataset = splits.split(split)
     metrics = evaluate(model, dataset)
     if not no_robust:
         metrics.update(robust_metrics(model, dataset, eps=eps, steps=pgd_steps))
     if as_json:
-        click.echo(json.dumps(metrics, indent=2))
+        click.echo(strict_json(metrics))
         return
     from rich.table import Table
 

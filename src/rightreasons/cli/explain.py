@@ -8,7 +8,7 @@ import click
 
 from ..errors import UserError
 from ..report.saliency import attribution_kinds
-from .options import data_override_options, split_option
+from .options import data_override_options, split_option, trust_code_option
 
 
 @click.command(name="explain")
@@ -19,7 +19,9 @@ from .options import data_override_options, split_option
 @click.option("--attribution", type=click.Choice([*attribution_kinds(), "all"]), default="all", show_default=True)
 @split_option()
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
-def explain_command(run_dirs, data, data_options, out, images, attribution, split, overwrite):
+@trust_code_option(help="Build models that the runs' config.json name as package.module:factory (imports and "
+                        "runs those modules: only for runs you trust).")
+def explain_command(run_dirs, data, data_options, out, images, attribution, split, overwrite, trust_code):
     """Write a saliency grid PNG: the inputs (mask outlined), then one row per attribution; with several
     runs, one row per run and attribution, all on the same images (the first run's data)."""
     from ..report.explain import explain_runs
@@ -31,5 +33,5 @@ def explain_command(run_dirs, data, data_options, out, images, attribution, spli
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists; choose another --out or pass --overwrite")
     labels, count, dataset = explain_runs(run_dirs, out, data, parse_assignments(data_options, "--data-option"),
-                                          images, attribution, split)
+                                          images, attribution, split, trust_code=trust_code)
     click.echo(f"{out}: rows input, {', '.join(labels)}; {count} {split} images of {dataset}")

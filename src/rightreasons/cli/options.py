@@ -75,6 +75,13 @@ def data_override_options(command: Callable) -> Callable:
     return click.option("--data", help="Dataset to use (default: the one the model was trained on).")(command)
 
 
+def trust_code_option(help: str = "Build a model that the run's config.json names as package.module:factory "
+                                        "(imports and runs that module: only for runs you trust).") -> Callable:
+    """``--trust-code``: commands that read a run directory build only registered models unless it is given,
+    as a model named ``package.module:factory`` in a downloaded run would run that module's code."""
+    return click.option("--trust-code", "trust_code", is_flag=True, help=help)
+
+
 def split_fields(flags: dict) -> tuple[dict, tuple, tuple, tuple]:
     """Training flags as (TrainConfig fields, --param, --data-option, --model-option) for ``apply_overrides``."""
     fields = {k: flags.get(k) for k in FIELD_FLAGS if k in flags}

@@ -43,14 +43,15 @@ def _params(trial, keys) -> str:
                   "params", "data_options", "model_options",
                   seed=dict(help="Seed of every trial (data, init, batch order)."),
                   threads=dict(help="Torch threads per process (give each of several processes its share)."))
-@click.option("--sampler-seed", type=int, help="Seed of the TPE sampler (give each process its own, or none).")
+@click.option("--sampler-seed", type=click.IntRange(0, 2**32 - 1),
+              help="Seed of the TPE sampler (give each process its own, or none).")
 @click.option("--quiet", is_flag=True, help="No line per trial.")
 def sweep_command(space_file, trials, out, storage, study_name, config_file, sampler_seed, quiet, **flags):
     """Search hyperparameters for validation worst-group accuracy (never the test split)."""
     from rich.table import Table
 
     from ..sweep.outputs import write_outputs
-    from ..sweep.space import load_space
+    from ..sweep.space import check_space, load_space
     from ..sweep.study import baseline_trial, require_optuna, run_sweep
     from ..train.config import TrainConfig
     from ..train.overrides import apply_overrides
@@ -59,6 +60,7 @@ def sweep_command(space_file, trials, out, storage, study_name, config_file, sam
     space = load_space(space_file)
     keys = [d.key for d in space]
     base = apply_overrides(TrainConfig.load(config_file) if config_file else TrainConfig(), *split_fields(flags))
+    check_space(space, base, where=str(space_file))  # before anything is written
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")

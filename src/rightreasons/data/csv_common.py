@@ -1,5 +1,6 @@
-"""Shared pieces of the user-data loaders (``folder:PATH`` and ``csv:PATH``): reading a CSV with row
-numbers, turning label and group cells into integers, option parsing, and the seeded stratified split.
+"""Shared pieces of the user-data loaders (``folder:PATH`` and ``csv:PATH``): opening files safely
+(regular files only, bounded reads), reading a CSV with row numbers, turning label and group cells into
+integers, option parsing, and the seeded stratified split.
 
 Row numbers are line numbers in the file as a spreadsheet shows them: the header is row 1, the first
 example row 2. Every error is a one-line :class:`DataError` naming the file, the row and the column.
@@ -11,7 +12,9 @@ import csv
 import functools
 import io
 import math
+import os
 import re
+import stat
 import zlib
 from pathlib import Path
 from typing import Optional
@@ -19,14 +22,22 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DataError, UserError
+from .dataset import warn_missing_classes
 
 SPLIT_NAMES = ("train", "val", "test")
 #: fractions of each class sent to val and test when the data has no split column
 DEFAULT_VAL_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15
-_INT = re.compile(r"^[+-]?\d+$")
+_INT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only (``\d`` would also take other scripts' digits)
 #: integer labels or groups above this are refused (a typo, not a class)
 MAX_CLASSES = 100_000
+#: a CSV file larger than this is refused (before reading it when its size is known; at most this many
+#: bytes + 1 are ever read). The loaders parse the whole table into memory, so no usable table is larger.
+MAX_CSV_BYTES = 1 << 30
+#: at most this many columns, and this many cells (rows x columns) in one CSV file
+MAX_CSV_COLUMNS = 100_000
+MAX_CSV_CELLS = 100_000_000
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def one_line_errors(loader):
@@ -47,31 +58,117 @@ def one_line_errors(loader):
     return wrapper
 
 
+def size_text(n: int) -> str:
+    """``1 GiB``, ``512 MiB``, ``1000 bytes``: a byte count for messages."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
+def _not_regular(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    return "is not a regular file"
+
+
+def open_regular(path: Path, what: str, where: Optional[str] = None, resolved: bool = False):
+    """``(binary file object, os.stat_result)`` of ``path``, which must be a regular file (symbolic links
+    are followed). It is stat-ed before it is opened, so a FIFO, device or socket is refused without being
+    opened (opening a FIFO blocks until a writer comes; a device never ends), and fstat-ed once open, so
+    nothing swapped in between is read. ``resolved``: ``path`` is a real path (no links), and a link put
+    in its place since is not followed. Errors are one-line DataErrors starting with ``where`` (default the
+    path) and naming ``what`` was expected."""
+    where = str(path) if where is None else where
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{where}: cannot read {what} ({exc.strerror or exc})") from None
+    expected = f"expected {'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{where}: {_not_regular(info.st_mode)}, {expected}")
+    try:
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK | (getattr(os, "O_NOFOLLOW", 0) if resolved else 0))
+    except OSError as exc:
+        raise DataError(f"{where}: cannot read {what} ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise DataError(f"{where}: {_not_regular(info.st_mode)}, {expected}")
+    return os.fdopen(fd, "rb"), info
+
+
+def read_at_most(fh, n: int, first: int = 1 << 20) -> bytes:
+    """Up to ``n`` bytes from ``fh`` (fewer only at its end), read ``first`` bytes and then 16 MiB at a time:
+    a buffer is never allocated for bytes that may not exist (``fh.read(n)`` allocates ``n`` up front)."""
+    parts, left, size = [], n, max(first, 1)
+    while left > 0:
+        chunk = fh.read(min(left, size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+        size = 1 << 24
+    return b"".join(parts)
+
+
+def read_bounded(path: Path, what: str, limit: int, where: Optional[str] = None) -> bytes:
+    """The bytes of the regular file ``path``, refused (one line, naming the cap) if it has more than
+    ``limit``: checked on its size first, and at most ``limit`` + 1 bytes are read (a file that grows, or
+    one whose size the system does not report, cannot exhaust memory)."""
+    where = str(path) if where is None else where
+    fh, info = open_regular(path, what, where)
+    too_large = f"{where}: larger than {size_text(limit)}, the most a {what} may have"
+    with fh:
+        if info.st_size > limit:
+            raise DataError(f"{too_large} ({info.st_size} bytes)")
+        try:
+            raw = read_at_most(fh, limit + 1, first=info.st_size + 1)
+        except OSError as exc:
+            raise DataError(f"{where}: cannot read {what} ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise DataError(too_large)
+    return raw
+
+
 def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header (stripped names) and the rows as (row number, stripped cells); blank lines are skipped
-    (a line of empty cells such as ``,,`` is a row)."""
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a {what}") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    (a line of empty cells such as ``,,`` is a row). Only a regular file of at most MAX_CSV_BYTES, with at
+    most MAX_CSV_COLUMNS columns and MAX_CSV_CELLS cells, is read."""
+    raw = read_bounded(path, what, MAX_CSV_BYTES)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+        hint = "; UTF-16? save it as UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}{hint})") from None
+    del raw
     if "\x00" in text:
         raise DataError(f"{path} row {text[:text.index(chr(0))].count(chr(10)) + 1}: NUL byte (binary file?)")
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[tuple[int, list[str]]] = []
     header: Optional[list[str]] = None
+    n_cells = 0
     try:
         for cells in reader:
             if len(cells) <= 1 and not "".join(cells).strip():
                 continue
             if header is None:
                 header = [c.strip() for c in cells]
+                if len(header) > MAX_CSV_COLUMNS:
+                    raise DataError(f"{path}: {len(header)} columns in the header, more than {MAX_CSV_COLUMNS}")
                 continue
+            n_cells += len(cells)
+            if n_cells > MAX_CSV_CELLS:
+                raise DataError(f"{path} row {reader.line_num}: more than {MAX_CSV_CELLS} cells in the file "
+                                "(the table is held in memory); split it or select fewer columns")
             rows.append((reader.line_num, [c.strip() for c in cells]))
     except csv.Error as exc:
         raise DataError(f"{path} row {reader.line_num}: malformed CSV ({exc})") from None
@@ -93,6 +190,17 @@ def read_csv(path: Path, what: str = "CSV file") -> tuple[list[str], list[tuple[
     return header, rows
 
 
+def _is_number(cell: str) -> bool:
+    """Whether float() reads ``cell`` as a number: "1.0", "1_0", "1e3", full-width digits (not "nan", "inf")."""
+    if cell.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return False
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def encode_labels(path: Path, rows: list[int], cells: list[str], column: str, classes=None,
                   num_classes=None) -> tuple[np.ndarray, list[str]]:
     """Integer labels and class names. Integer cells are used as they are (``num_classes`` bounds them);
@@ -108,13 +216,21 @@ def encode_labels(path: Path, rows: list[int], cells: list[str], column: str, cl
             if cell not in index:
                 raise DataError(f"{path} row {row}: {column} {cell!r} is not one of the classes {', '.join(classes)}")
         return np.array([index[c] for c in cells], dtype=np.int64), list(classes)
-    is_int = [bool(_INT.match(c)) for c in cells]
+    is_int = [bool(_INT.fullmatch(c)) for c in cells]
+    for row, cell, integer in zip(rows, cells, is_int):
+        if not integer and _is_number(cell):
+            raise DataError(f"{path} row {row}: {column} {cell[:40]!r} is a number but not a plain integer; write "
+                            "integer labels as 0, 1, 2, ... (digits only) or use class names that are not numbers")
     if any(is_int) and not all(is_int):
         first = is_int.index(True)
         bad = is_int.index(False)
         raise DataError(f"{path} row {rows[bad]}: {column} {cells[bad]!r} is not an integer, but row {rows[first]} "
                         f"is ({cells[first]!r}); use class names or integers throughout")
     if all(is_int):
+        for row, cell in zip(rows, cells):
+            if len(cell.lstrip("+-").lstrip("0")) > len(str(MAX_CLASSES)):  # before int(): no 10**5000
+                raise DataError(f"{path} row {row}: {column} {cell[:40]!r} is too large "
+                                f"(integer labels must be < {MAX_CLASSES})")
         values = [int(c) for c in cells]
         for row, v in zip(rows, values):
             if v < 0:
@@ -124,6 +240,8 @@ def encode_labels(path: Path, rows: list[int], cells: list[str], column: str, cl
             if num_classes is not None and v >= num_classes:
                 raise DataError(f"{path} row {row}: {column} {v} out of range for num_classes={num_classes}")
         n = num_classes if num_classes is not None else max(values) + 1
+        if num_classes is None:
+            warn_missing_classes(f"{path} ({column})", n, np.array(values, dtype=np.int64), stacklevel=3)
         return np.array(values, dtype=np.int64), [str(i) for i in range(n)]
     names = sorted(set(cells))
     index = {name: i for i, name in enumerate(names)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
@@ -9,6 +11,50 @@ import torch
 
 from ..batch import Batch
 from ..errors import DataError
+
+#: the most classes (or groups) inferred from the labels (a larger label is a typo, not a class)
+MAX_INFERRED = 100_000
+#: how many missing classes a warning lists by number
+SHOWN_MISSING = 10
+
+
+def _count(name: str, what: str, value) -> int:
+    """``num_classes`` / ``num_groups`` as given: a non-negative integer (numpy integers too, never a bool)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise DataError(f"{name}: {what} must be a non-negative integer, got {value!r}") from None
+    if number < 0:
+        raise DataError(f"{name}: {what} must be a non-negative integer, got {number}")
+    return number
+
+
+def _inferred(name: str, what: str, values: torch.Tensor, column: str, option: str) -> int:
+    """The count implied by the largest of ``values`` (non-negative, checked), at most MAX_INFERRED."""
+    count = int(values.max()) + 1 if len(values) else 0
+    if count > MAX_INFERRED:
+        raise DataError(f"{name}: largest {column} {count - 1} would mean {count} {what} (more than "
+                        f"{MAX_INFERRED}); renumber them 0..K-1 or pass {option}")
+    return count
+
+
+def warn_missing_classes(name: str, num_classes: int, *labels, stacklevel: int = 2) -> list[int]:
+    """Warn, in one line naming ``name`` and the empty classes, when integer labels from which
+    ``num_classes`` was inferred (largest label + 1) leave classes without an example in any of ``labels``
+    (tensors or arrays of labels, e.g. every split of a file): labels {0, 2, 5} mean six classes, three of
+    them empty. Returns the empty classes. For loaders that infer the number of classes themselves."""
+    counts = torch.zeros(num_classes, dtype=torch.long)
+    for y in labels:
+        counts += torch.bincount(torch.as_tensor(y).long().flatten(), minlength=num_classes)[:num_classes]
+    missing = torch.nonzero(counts == 0).flatten().tolist()
+    if missing:
+        shown = ", ".join(map(str, missing[:SHOWN_MISSING])) + (", ..." if len(missing) > SHOWN_MISSING else "")
+        warnings.warn(f"{name}: the labels leave {len(missing)} of {num_classes} classes without examples "
+                      f"(class {shown}); renumber the labels 0..K-1, or set num_classes if that is meant",
+                      UserWarning, stacklevel=stacklevel + 1)
+    return missing
 
 
 class ExplanationDataset:
@@ -50,9 +96,12 @@ class ExplanationDataset:
         if n and int(y.min()) < 0:
             raise DataError(f"{name}: negative label {int(y.min())} in y")
         if num_classes is None:
-            num_classes = int(y.max()) + 1 if n else 0
-        elif n and int(y.max()) >= num_classes:
-            raise DataError(f"{name}: label {int(y.max())} out of range for {num_classes} classes")
+            num_classes = _inferred(name, "classes", y, "label", "num_classes")
+            warn_missing_classes(name, num_classes, y, stacklevel=2)
+        else:
+            num_classes = _count(name, "num_classes", num_classes)
+            if n and int(y.max()) >= num_classes:
+                raise DataError(f"{name}: label {int(y.max())} out of range for {num_classes} classes")
         if mask is None:
             mask = torch.zeros_like(x, dtype=torch.bool)
             if has_mask is None:
@@ -67,21 +116,40 @@ class ExplanationDataset:
         mask = mask.expand_as(x) if mask.shape[0] == 1 else mask
         if has_mask is None:
             has_mask = torch.ones(n, dtype=torch.bool)
-        has_mask = torch.as_tensor(has_mask).bool()
+        has_mask = torch.as_tensor(has_mask)
         if has_mask.shape != (n,):
             raise DataError(f"{name}: has_mask has shape {tuple(has_mask.shape)}; expected ({n},)")
+        if has_mask.dtype != torch.bool and not bool(((has_mask == 0) | (has_mask == 1)).all()):
+            raise DataError(f"{name}: has_mask must be binary (0/1 or bool); found other values")
+        has_mask = has_mask.bool()
         if group is None:
             group = y.clone()
         group = torch.as_tensor(group)
         if group.shape != (n,) or group.is_floating_point():
             raise DataError(f"{name}: group must be integer with shape ({n},), got {group.dtype} {tuple(group.shape)}")
+        if group.dtype == torch.bool:
+            raise DataError(f"{name}: group must be integer group ids, got {group.dtype}")
         group = group.long()
+        if n and int(group.min()) < 0:
+            raise DataError(f"{name}: negative group id {int(group.min())} (example "
+                            f"{int(torch.argmin(group))}); group ids are 0..num_groups-1")
         if num_groups is None:
-            num_groups = int(group.max()) + 1 if n else 0
+            num_groups = _inferred(name, "groups", group, "group id", "num_groups")
+        else:
+            num_groups = _count(name, "num_groups", num_groups)
+            if n and int(group.max()) >= num_groups:
+                raise DataError(f"{name}: group id {int(group.max())} (example {int(torch.argmax(group))}) out of "
+                                f"range for num_groups={num_groups}")
         self.x, self.y, self.mask, self.group, self.has_mask = x, y, mask, group, has_mask
         self.num_classes, self.num_groups = int(num_classes), int(num_groups)
         self.name = name
-        self.input_range = (float(input_range[0]), float(input_range[1]))
+        try:
+            low, high = (float(v) for v in input_range)
+        except (TypeError, ValueError):
+            raise DataError(f"{name}: input_range must be two numbers (low, high), got {input_range!r}") from None
+        if not low <= high:  # also refuses NaN; an infinite end means "unbounded" (no clamp there)
+            raise DataError(f"{name}: input_range must be numbers with low <= high, got ({low}, {high})")
+        self.input_range = (low, high)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -149,6 +217,17 @@ class DataSplits:
     val: ExplanationDataset
     test: ExplanationDataset
     info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        """Refuse a training split whose examples are all of one class (nothing to learn to tell apart);
+        validation and test splits may lack classes (a small or limited split)."""
+        train = self.train
+        if not isinstance(train, ExplanationDataset) or not len(train):
+            return  # a stand-in (tests); an empty training split is refused by fit
+        present = torch.unique(train.y)
+        if len(present) < 2:
+            raise DataError(f"{train.name}: every training example has label {int(present[0])}; a classifier "
+                            "needs at least two classes in the training split")
 
     @property
     def num_classes(self) -> int:

@@ -60,11 +60,15 @@ def check_choice(dataset: str, key: str, value, choices) -> None:
         raise UserError(f"{dataset}: option {key}={value!r} is not one of {', '.join(map(repr, choices))}")
 
 
+#: the largest count a dataset option takes (examples to generate, a limit): far beyond any real split
+MAX_COUNT = 10_000_000
+
+
 def check_count(dataset: str, key: str, value, allow_none: bool = False, minimum: int = 1) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise UserError(f"{dataset}: option {key} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value <= MAX_COUNT:
+        raise UserError(f"{dataset}: option {key} must be an integer in [{minimum}, {MAX_COUNT}], got {value!r}")
 
 
 def split_rng(seed, dataset: str, split: str) -> np.random.Generator:

@@ -97,8 +97,9 @@ def patches_rows(seed: int = 0, n_train: int = 240, n_val: int = 60, n_test: int
 
 def write_patches(out: str | Path, seed: int = 0, overwrite: bool = False, **sizes) -> Path:
     """Write the "patches" example folder to ``out`` (atomically: built beside it, then renamed).
-    An existing non-empty ``out`` is refused unless ``overwrite``."""
-    out = Path(out)
+    An existing non-empty ``out`` is refused unless ``overwrite``. A symbolic link ``out`` stands for the
+    directory it points to, which is written (the link itself is left as it is)."""
+    out = Path(os.path.realpath(out)) if os.path.islink(out) else Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -124,8 +125,8 @@ def write_patches(out: str | Path, seed: int = 0, overwrite: bool = False, **siz
                 (tmp / mask_name).write_bytes(_png(mask.astype(np.uint8) * 255))
             writer.writerow([f"images/{name}.png", label, group, split, mask_name])
         (tmp / "labels.csv").write_text(table.getvalue())
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
+        if out.exists():  # move it aside under a fresh name (an empty directory rename() may replace)
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, old)
             os.replace(tmp, out)
             shutil.rmtree(old)

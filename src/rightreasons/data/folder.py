@@ -6,6 +6,12 @@ Layout::
     PATH/<file>         PNG or JPEG images, paths relative to PATH (subfolders are fine)
     PATH/<mask>         grayscale mask images, the same size as their image
 
+Every ``file`` and ``mask`` cell (and labels.csv itself) must resolve, symbolic links followed, to a
+regular file inside PATH: ``../x.png``, an absolute path elsewhere or a link leading out of PATH is an
+error naming the row and the column, unless option ``allow_outside=true``. Images are decoded only as
+PNG, JPEG, BMP, GIF, TIFF or WebP, whatever their file name says (never a format that runs a program,
+such as EPS), and at most MAX_PIXELS pixels each.
+
 - ``label``: class names (numbered in sorted order, or as option ``classes`` lists them) or integers
   0..K-1 (option ``num_classes`` fixes K). The names are recorded in ``DataSplits.info["classes"]``.
 - ``group`` (optional, default = the label): names (numbered in sorted order) or integers, for
@@ -25,11 +31,14 @@ without it every image must have the size of the first), ``channels`` (3 = RGB, 
 ImageNet channel means and stds; ``"MEAN,STD"`` applies one mean and std to every channel; the
 resulting value range is recorded as ``input_range``, the envelope over channels, so masked attacks
 clamp to it), ``mask_invert``, ``mask_threshold``, ``classes``, ``num_classes``, ``val_fraction``,
-``test_fraction``. Errors name the CSV row or the file (``labels.csv row 7: ...``, ``img/3.png: ...``).
+``test_fraction``, ``allow_outside`` (default false: read only files inside PATH). Errors name the CSV
+row or the file (``labels.csv row 7: ...``, ``img/3.png: ...``).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +53,7 @@ from .csv_common import (
     encode_splits,
     label_and_split_options,
     one_line_errors,
+    open_regular,
     option_bool,
     parse_options,
     read_csv,
@@ -56,9 +66,11 @@ LABELS_FILE = "labels.csv"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 NEAR_BLACK, NEAR_WHITE = 25, 230
 MAX_PIXELS = 50_000_000
+#: the Pillow decoders an image may be read with (file names are not trusted; EPS would run Ghostscript)
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 DEFAULTS = {"size": None, "channels": 3, "normalize": "none", "mask_invert": False, "mask_threshold": None,
             "classes": None, "num_classes": None, "val_fraction": DEFAULT_VAL_FRACTION,
-            "test_fraction": DEFAULT_TEST_FRACTION}
+            "test_fraction": DEFAULT_TEST_FRACTION, "allow_outside": False}
 
 
 def _pil():
@@ -104,25 +116,45 @@ def _parse_normalize(source: str, value, channels: int):
     return (mean,) * channels, (std,) * channels
 
 
-def read_image(path: Path, where: str, mode: str) -> np.ndarray:
-    """The image as uint8 (H, W) or (H, W, 3); any decoding failure is a one-line DataError."""
+def dataset_file(root_real: Path, csv_path: Path, row: int, column: str, name: str, allow_outside: bool) -> Path:
+    """The real path (symbolic links resolved) of the ``column`` cell ``name`` of a labels.csv row, refused
+    unless it lies inside the dataset folder ``root_real`` (itself resolved) or ``allow_outside``. The
+    check comes before any existence test, so nothing is learnt about files outside the folder."""
+    real = Path(os.path.realpath(root_real / name))
+    if not allow_outside and not real.is_relative_to(root_real):
+        via = "" if Path(os.path.normpath(root_real / name)) == real else f" (it resolves to {real})"
+        raise DataError(f"{csv_path} row {row}, column {column!r}: {name!r} is outside the dataset folder "
+                        f"{root_real}{via}; pass allow_outside=true to read files outside it")
+    return real
+
+
+def read_image(path: Path, where: str, mode: str, resolved: bool = False) -> np.ndarray:
+    """The image as uint8 (H, W) or (H, W, 3); any decoding failure is a one-line DataError. ``path`` must
+    be a regular file (a FIFO or device is refused unopened); only the decoders in FORMATS are used, and an
+    image of more than MAX_PIXELS pixels (or one Pillow deems a decompression bomb) is refused undecoded.
+    ``resolved``: ``path`` is a real path (from :func:`dataset_file`); a link swapped in since is refused."""
     Image = _pil()
-    if not path.is_file():
-        raise DataError(f"{where}: no such file")
+    fh, _ = open_regular(path, "image file", where, resolved)
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise DataError(f"{where}: image is {im.height}x{im.width}, more than {MAX_PIXELS} pixels")
-            im.load()
-            if im.mode.startswith(("I", "F")):  # 16-bit or float images: scale to 8 bits
-                arr = np.asarray(im, dtype=np.float64)
-                arr = arr / 257 if arr.max() > 255 else arr
-                im = Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8))
-            out = np.asarray(im.convert(mode), dtype=np.uint8)
+        with fh, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fh, formats=FORMATS) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise DataError(f"{where}: image is {im.height}x{im.width}, more than {MAX_PIXELS} pixels")
+                im.load()
+                if im.mode.startswith(("I", "F")):  # 16-bit or float images: scale to 8 bits
+                    arr = np.asarray(im, dtype=np.float64)
+                    arr = arr / 257 if arr.max() > 255 else arr
+                    im = Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8))
+                out = np.asarray(im.convert(mode), dtype=np.uint8)
     except DataError:
         raise
-    except Image.DecompressionBombError:
-        raise DataError(f"{where}: image too large (decompression bomb guard)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        reason = (str(exc).splitlines() or [""])[0]
+        raise DataError(f"{where}: image too large (decompression bomb guard: {reason})") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{where}: cannot read image (cannot identify image file; expected one of "
+                        f"{', '.join(FORMATS)})") from None
     except Exception as exc:  # Pillow raises many types on corrupt input; all mean "unreadable"
         reason = "truncated" if "truncated" in str(exc) else (str(exc).splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{where}: cannot read image ({reason})") from None
@@ -141,7 +173,7 @@ def _resize(a: np.ndarray, size, nearest: bool) -> np.ndarray:
 
 def _mask(path: Path, where: str, image_hw, opts) -> np.ndarray:
     """The bool (H, W) mask of one example (1 = ignore), validated against its image."""
-    m = read_image(path, where, "L")
+    m = read_image(path, where, "L", resolved=True)
     if m.shape != image_hw:
         raise DataError(f"{where}: mask is {m.shape[0]}x{m.shape[1]} but image is {image_hw[0]}x{image_hw[1]}")
     threshold = opts["mask_threshold"]
@@ -174,13 +206,19 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
                                   or not 0 < threshold <= 1):
         raise UserError(f"{source}: option mask_threshold must be a number in (0, 1], got {threshold!r}")
     classes, num_classes, val_f, test_f, rng = label_and_split_options(source, opts, seed, "folder")
+    allow_outside = option_bool(source, "allow_outside", opts["allow_outside"])
     mask_opts = {"mask_threshold": threshold, "mask_invert": mask_invert}
 
     if not root.is_dir():
         raise DataError(f"{root}: no such directory" if not root.exists() else f"{root}: not a directory")
+    root_real = Path(os.path.realpath(root))
     csv_path = root / LABELS_FILE
-    if not csv_path.exists():
+    if not os.path.lexists(csv_path):
         raise DataError(f"{root}: no {LABELS_FILE} (expected a header file,label[,group][,split][,mask])")
+    csv_real = Path(os.path.realpath(csv_path))
+    if not allow_outside and not csv_real.is_relative_to(root_real):
+        raise DataError(f"{csv_path}: is a link to {csv_real}, outside the dataset folder {root_real}; pass "
+                        "allow_outside=true to read it")
     header, rows = read_csv(csv_path, "labels CSV")
     unknown = [c for c in header if c not in COLUMNS]
     if unknown:
@@ -204,10 +242,13 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
         name = col["file"][i]
         if not name:
             raise DataError(f"{csv_path} row {row}: missing file")
-        if name in seen:
-            raise DataError(f"{csv_path} row {row}: file {name!r} already listed in row {seen[name]}")
-        seen[name] = row
-        img = read_image(root / name, f"{root / name} (labels.csv row {row})", mode)
+        real = dataset_file(root_real, csv_path, row, "file", name, allow_outside)
+        key = os.path.normpath(root_real / name)  # the same path spelt twice (a link to a file is another file)
+        if key in seen:
+            raise DataError(f"{csv_path} row {row}: file {name!r} already listed in row {seen[key][0]}"
+                            + ("" if seen[key][1] == name else f" (as {seen[key][1]!r})"))
+        seen[key] = (row, name)
+        img = read_image(real, f"{root / name} (labels.csv row {row})", mode, resolved=True)
         hw = img.shape[:2]
         if size is None and first_hw is not None and hw != first_hw[0]:
             raise DataError(f"{root / name} (labels.csv row {row}): image is {hw[0]}x{hw[1]} but {first_hw[1]} "
@@ -216,7 +257,8 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
             first_hw = (hw, name)
         mask_name = col["mask"][i] if col["mask"] is not None else ""
         if mask_name:
-            m = _mask(root / mask_name, f"{root / mask_name} (labels.csv row {row})", hw, mask_opts)
+            mask_real = dataset_file(root_real, csv_path, row, "mask", mask_name, allow_outside)
+            m = _mask(mask_real, f"{root / mask_name} (labels.csv row {row})", hw, mask_opts)
         else:
             m = np.zeros(hw, dtype=bool)
         if size is not None:
@@ -249,5 +291,5 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
             "split": how, "seed": seed, "sizes": {s: len(out[s]) for s in SPLIT_NAMES},
             "annotated": int(sum(has_mask)), "image_size": list(x.shape[2:]), "channels": channels,
             "normalize": opts["normalize"], "input_range": [low, high], "mask_invert": mask_invert,
-            "mask_threshold": threshold}
+            "mask_threshold": threshold, "allow_outside": allow_outside}
     return DataSplits(out["train"], out["val"], out["test"], info)

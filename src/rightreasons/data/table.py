@@ -10,8 +10,9 @@ Options:
 - ``split`` (column, optional): train / val / test; without it, a seeded stratified split
   (``val_fraction`` 0.15, ``test_fraction`` 0.15 of each class); with it but no val rows,
   ``val_fraction`` of each train class becomes val.
-- ``features`` (``a,b,c``; default: every other column). Cells must be finite numbers: an empty cell,
-  NaN or inf is an error naming the row and column (impute or drop such rows first).
+- ``features`` (``a,b,c``; default: every other column). Cells must be plain decimal numbers (``12``,
+  ``-0.5``, ``1e-3``) within float32 range: an empty cell, NaN, inf, ``1_000``, ``0x10`` or ``1e400`` is an
+  error naming the row and column (impute or drop such rows first).
 - ``mask_columns`` (``a,b``): features to ignore in every row (mask = 1 there).
 - ``mask_file`` (path): a second CSV with the same feature columns (any order) and one row per data
   row, cells 0 or 1 (1 = ignore); a row whose cells are all empty is not annotated (``has_mask``
@@ -26,6 +27,7 @@ real value. Row numbers count the header as row 1.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,10 @@ from .csv_common import (
 )
 from .dataset import DataSplits, ExplanationDataset
 
+#: a feature cell: optional sign, ASCII digits with an optional decimal point, optional exponent
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: the largest magnitude a float32 holds (x is float32)
+MAX_VALUE = float(np.finfo(np.float32).max)
 DEFAULTS = {"label": "label", "group": None, "split": None, "features": None, "mask_columns": None,
             "mask_file": None, "standardize": False, "classes": None, "num_classes": None,
             "val_fraction": DEFAULT_VAL_FRACTION, "test_fraction": DEFAULT_TEST_FRACTION}
@@ -68,16 +74,23 @@ def _check_known(path: Path, header: list[str], names, what: str) -> None:
 
 
 def _number(path: Path, row: int, column: str, cell: str) -> float:
+    """A feature cell as a float. Only a plain decimal number is one (``12``, ``-0.5``, ``1e-3``; spaces around
+    it are stripped when the file is read): Python's float() also takes ``1_000``, full-width digits and
+    ``nan`` / ``inf``, which are refused here, each naming the row and column."""
     if cell == "":
         raise DataError(f"{path} row {row}, column {column!r}: empty cell (impute or drop missing values first)")
-    try:
-        value = float(cell)
-    except ValueError:
-        raise DataError(f"{path} row {row}, column {column!r}: {cell[:40]!r} is not a number") from None
-    if math.isnan(value):
+    word = cell.lower().lstrip("+-")
+    if word == "nan":
         raise DataError(f"{path} row {row}, column {column!r}: NaN (impute or drop missing values first)")
-    if not math.isfinite(value) or abs(value) > 3e38:
+    if word in ("inf", "infinity"):
         raise DataError(f"{path} row {row}, column {column!r}: {cell[:40]!r} is not a finite number")
+    if not _DECIMAL.fullmatch(cell):
+        raise DataError(f"{path} row {row}, column {column!r}: {cell[:40]!r} is not a number (expected a plain "
+                        "decimal such as 12, -0.5 or 1e-3: no underscores, thousands separators, hex or units)")
+    value = float(cell)
+    if not math.isfinite(value) or abs(value) > MAX_VALUE:
+        raise DataError(f"{path} row {row}, column {column!r}: {cell[:40]!r} is too large "
+                        f"(beyond float32, about {MAX_VALUE:.1e})")
     return value
 
 
@@ -123,10 +136,8 @@ def load_table(path: str | Path, seed: int = 0, **options) -> DataSplits:
         raise UserError(f"{source}: option mask_file must be a path, got {mask_file!r}")
     standardize = option_bool(source, "standardize", opts["standardize"])
     classes, num_classes, val_f, test_f, rng = label_and_split_options(source, opts, seed, "csv")
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
 
-    header, rows = read_csv(path, "CSV table")
+    header, rows = read_csv(path, "CSV table")  # "no such file", a FIFO, a device, a link loop: one line each
     special = [c for c in (label_col, group_col, split_col) if c is not None]
     if label_col not in header:
         raise DataError(f"{path}: no label column {label_col!r} (set option label=COLUMN); "

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from ..data import DataSplits, ExplanationDataset, load_dataset
 from ..errors import UserError
-from ..files import atomic_write, atomic_write_json
+from ..files import atomic_write_json
 from ..methods import METHODS, create_method
 from ..metrics.evaluate import evaluate
 from ..metrics.wrong_reason import binarize
@@ -113,11 +113,11 @@ def find_another_explanation(
 
 def save_find_another(out: str | Path, item: FindAnotherModel) -> Path:
     """Write ``out/model-<index>`` as a run directory (model.safetensors, config.json, metrics.json)
-    plus the training mask the model was penalised on (``train_mask.safetensors``, uint8)."""
+    plus the training mask the model was penalised on (``train_mask.safetensors``, uint8), all in one
+    ``save_run`` (listed in the run's manifest, replacing an older run's files only once all are written)."""
     run_dir = Path(out) / f"model-{item.index}"
-    save_run(run_dir, RunOutput(item.model, item.config, item.metrics, item.data))
-    tensors = {"train_mask": item.train_mask.to(torch.uint8).contiguous()}
-    atomic_write(run_dir / MASK_FILE, lambda tmp: save_file(tensors, tmp))
+    mask = save({"train_mask": item.train_mask.to(torch.uint8).contiguous()})
+    save_run(run_dir, RunOutput(item.model, item.config, item.metrics, item.data), extra={MASK_FILE: mask})
     return run_dir
 
 

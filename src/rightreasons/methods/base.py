@@ -32,6 +32,7 @@ from torch import nn
 
 from ..batch import Batch
 from ..errors import UserError
+from ..files import shown_value as _short
 
 
 @dataclass
@@ -58,6 +59,8 @@ class LossOutput:
 
 #: spellings of "no value" for an optional parameter (one whose default is None or listed in ``optional``)
 NONE_WORDS = ("none", "null")
+#: integer hyperparameters are in (-INT_LIMIT, INT_LIMIT) (step counts, sample counts, sizes: a 32-bit int)
+INT_LIMIT = 2**31
 
 
 def _coerce(method: str, name: str, value: Any, default: Any, optional: bool = False) -> Any:
@@ -70,10 +73,10 @@ def _coerce(method: str, name: str, value: Any, default: Any, optional: bool = F
     if default is None:
         try:
             number = math.nan if isinstance(value, bool) else float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             number = math.nan
         if math.isnan(number):
-            raise UserError(f"method {method!r}: parameter {name!r} must be a number or none, got {value!r}")
+            raise UserError(f"method {method!r}: parameter {name!r} must be a number or none, got {_short(value)}")
         return number
     kind = type(default)
     try:
@@ -98,11 +101,22 @@ def _coerce(method: str, name: str, value: Any, default: Any, optional: bool = F
             if not isinstance(value, str):
                 raise ValueError
             return value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     else:
         return value
-    raise UserError(f"method {method!r}: parameter {name!r} must be {kind.__name__}, got {value!r}")
+    raise UserError(f"method {method!r}: parameter {name!r} must be {kind.__name__}, got {_short(value)}")
+
+
+def check_number(method: str, name: str, value: Any, infinite: bool = False) -> None:
+    """Refuse a float hyperparameter that is NaN, or infinite unless ``infinite`` (the method declares that
+    the parameter may be), and an integer one outside (-INT_LIMIT, INT_LIMIT): one line naming both."""
+    if isinstance(value, float) and not math.isfinite(value) and (math.isnan(value) or not infinite):
+        allowed = "a finite number, -inf or inf" if infinite else "a finite number"
+        raise UserError(f"method {method!r}: parameter {name!r} must be {allowed}, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT_LIMIT < value < INT_LIMIT:
+        raise UserError(f"method {method!r}: parameter {name!r} must be an integer of magnitude below 2**31, "
+                        f"got {_short(value)}")
 
 
 def param_text(value: Any) -> str:
@@ -116,7 +130,12 @@ def param_text(value: Any) -> str:
 
 
 def check_clip_order(method: "Method") -> None:
-    """Refuse clip_min > clip_max when both are given (a None end is only known during training)."""
+    """Refuse clip_min > clip_max when both are given (a None end is only known during training), and a
+    clip_min of inf or a clip_max of -inf (a range with no room in it; -inf / inf mean no clamp)."""
+    if method.clip_min is not None and method.clip_min == math.inf:
+        raise UserError(f"method {method.name!r}: clip_min=inf leaves no values; use -inf (or none) for no lower clamp")
+    if method.clip_max is not None and method.clip_max == -math.inf:
+        raise UserError(f"method {method.name!r}: clip_max=-inf leaves no values; use inf (or none) for no upper clamp")
     if method.clip_min is not None and method.clip_max is not None and not method.clip_min <= method.clip_max:
         raise UserError(f"method {method.name!r}: clip_min={method.clip_min} must be <= clip_max={method.clip_max}")
 
@@ -161,6 +180,9 @@ class Method:
     bounds: ClassVar[dict[str, tuple]] = {}
     #: names of parameters that may also be None (besides those whose default is None)
     optional: ClassVar[frozenset] = frozenset()
+    #: names of float parameters that may be -inf / inf (e.g. clip_min / clip_max: no clamp); every other
+    #: float parameter must be finite, and NaN is never a value
+    infinite: ClassVar[frozenset] = frozenset()
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
@@ -171,6 +193,7 @@ class Method:
         for key, value in params.items():
             resolved[key] = _coerce(self.name, key, value, self.defaults[key], key in self.optional)
         for key, value in resolved.items():
+            check_number(self.name, key, value, key in self.infinite)
             allowed = self.choices.get(key)
             if allowed is not None and value not in allowed:
                 raise UserError(f"method {self.name!r}: {key}={value!r} is not one of {', '.join(map(str, allowed))}")

@@ -83,6 +83,7 @@ def combine(*parts: type[Method], register: bool = True) -> type[Combined]:
     choices: dict = {}
     bounds: dict = {}
     optional: set = set()
+    infinite: set = set()
     for part in parts:
         clash = set(defaults) & set(part.defaults)
         if clash:
@@ -91,11 +92,13 @@ def combine(*parts: type[Method], register: bool = True) -> type[Combined]:
         choices.update(part.choices)
         bounds.update(part.bounds)
         optional |= set(part.optional) | {k for k, v in part.defaults.items() if v is None}
+        infinite |= set(part.infinite)
     cls = type(
         "".join(p.__name__ for p in parts),
         (Combined,),
         {"name": name, "parts": tuple(parts), "defaults": defaults, "choices": choices, "bounds": bounds,
-         "optional": frozenset(optional), "paper": " + ".join(p.paper for p in parts if p.paper),
+         "optional": frozenset(optional), "infinite": frozenset(infinite),
+         "paper": " + ".join(p.paper for p in parts if p.paper),
          "uses_mask": any(p.uses_mask for p in parts),
          "needs_input_grad": any(p.needs_input_grad for p in parts),
          "needs_split_model": any(p.needs_split_model for p in parts),

@@ -40,6 +40,7 @@ class IbpEx(Method):
     defaults = {"eps": 1.0, "kappa_end": 0.5, "warmup_epochs": 1.0, "ramp_epochs": 3.0, "bound": "margin",
                 "clip_min": -math.inf, "clip_max": math.inf}
     choices = {"bound": ("margin", "naive")}
+    infinite = frozenset({"clip_min", "clip_max"})  # -inf / inf: no clamp
     optional = frozenset({"clip_min", "clip_max"})
     bounds = {"eps": (0.0, None), "kappa_end": (0.0, 1.0), "warmup_epochs": (0.0, None), "ramp_epochs": (0.0, None)}
 

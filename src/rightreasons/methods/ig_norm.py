@@ -64,6 +64,7 @@ class RobustAttribution(Method):
 
     uses_mask = False  # with the default region="all"; region="mask" reads masks (and reduces to ERM on m = 0)
     paper = "Chen, Wu, Rastogi, Liang & Jha, NeurIPS 2019"
+    infinite = frozenset({"clip_min", "clip_max"})  # -inf / inf: no clamp
     choices = {"region": REGIONS}
 
     def radius(self, batch: Batch) -> torch.Tensor:

@@ -35,6 +35,7 @@ class PgdEx(Method):
     paper = "Heo, Piratla, Wicker & Weller, NeurIPS 2023"
     defaults = {"alpha": 1.0, "eps": 1.0, "steps": 10, "step_size": 0.0, "step_factor": 2.5,
                 "random_start": False, "clip_min": None, "clip_max": None, "warmup_epochs": 0.0, "ramp_epochs": 0.0}
+    infinite = frozenset({"clip_min", "clip_max"})  # -inf / inf: no clamp
     bounds = {"alpha": (0.0, None), "eps": (0.0, None), "steps": (0, None), "step_size": (0.0, None),
               "step_factor": (0.0, None), "warmup_epochs": (0.0, None), "ramp_epochs": (0.0, None)}
 

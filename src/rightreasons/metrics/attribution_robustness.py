@@ -39,6 +39,7 @@ from ..ops.integrated_gradients import integrated_gradients
 from ..ops.interval_bounds import mask_box
 from ..ops.modes import eval_mode
 from ..ops.pgd import sign_pgd
+from .logits import check_logits, checked_outputs
 
 ATTRIBUTIONS = ("ig", "gradient")
 CRITERIA = ("kendall", "topk")
@@ -211,7 +212,8 @@ def attribution_robustness(
     Uses the first ``max_examples`` examples of ``dataset`` (deterministic; the attack draws no random
     numbers); ``attack_k`` defaults to min(2k, n) (Chen et al.: 200 and k = 100 on MNIST). Returns
     ``{"topk_intersection", "kendall", "evaluated", "misclassified", "no_mask"}``. The model runs in eval mode.
-    ``clip_min`` / ``clip_max`` default to ``dataset.input_range``.
+    ``clip_min`` / ``clip_max`` default to ``dataset.input_range``. Clean logits that are not finite
+    (batch, num_classes) raise a one-line ``UserError`` naming the dataset.
     """
     if attribution not in ATTRIBUTIONS:
         raise UserError(f"attribution {attribution!r} is not one of {', '.join(ATTRIBUTIONS)}")
@@ -240,11 +242,12 @@ def attribution_robustness(
     subset = dataset.subset(torch.arange(min(max_examples, len(dataset))))
     inter, kend = [], []
     counts = {"misclassified": 0, "no_mask": 0}
-    with eval_mode(model):
+    where = f"dataset {dataset.name!r}"
+    with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
         for batch in subset.batches(batch_size):
             x = batch.x.detach()
             with torch.no_grad():
-                keep = model(x).argmax(1) == batch.y
+                keep = check_logits(model(x), dataset.num_classes, where, len(batch)).argmax(1) == batch.y
             counts["misclassified"] += int((~keep).sum())
             if region == "mask":
                 has = batch.effective_mask.flatten(1).any(1)

@@ -1,5 +1,6 @@
 """evaluate(model, dataset) -> metrics dict: the numbers that say whether a model is right for the
-right reasons. Runs in eval mode (restored afterwards) and never touches the global RNG."""
+right reasons. Runs in eval mode (restored afterwards) and never touches the global RNG. Outputs that are
+not finite (batch, num_classes) logits raise a one-line ``UserError`` naming the dataset (metrics.logits)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from torch import nn
 from ..data.dataset import ExplanationDataset
 from ..ops.modes import eval_mode
 from .accuracy import accuracy_metrics
+from .logits import check_logits, checked_outputs
 from .saliency import MaskShareAccumulator
 
 
 def predict(model: nn.Module, dataset: ExplanationDataset, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels for every example."""
     preds = []
-    with eval_mode(model), torch.no_grad():
+    where = f"dataset {dataset.name!r}"
+    with checked_outputs(model, dataset.num_classes, where), eval_mode(model), torch.no_grad():
         for batch in dataset.batches(batch_size):
-            preds.append(model(batch.x).argmax(1))
+            preds.append(check_logits(model(batch.x), dataset.num_classes, where, len(batch)).argmax(1))
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 
 
@@ -32,13 +35,14 @@ def evaluate(
     (share of the binarised saliency inside the mask, see metrics.wrong_reason)."""
     share = MaskShareAccumulator() if mask_share else None
     preds = []
-    with eval_mode(model):
+    where = f"dataset {dataset.name!r}"
+    with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
         for batch in dataset.batches(batch_size):
             if share is not None:
-                logits = share.update(model, batch)
+                logits = share.update(model, batch, where, dataset.num_classes)  # checked there
             else:
                 with torch.no_grad():
-                    logits = model(batch.x)
+                    logits = check_logits(model(batch.x), dataset.num_classes, where, len(batch))
             preds.append(logits.argmax(1))
     pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
     out = accuracy_metrics(pred, dataset.y, dataset.group)

@@ -4,7 +4,9 @@ with masked PGD, and accuracy certified by interval bound propagation over the m
 Both treat each example's box as x +- eps * m, clipped to ``dataset.input_range``, with m the effective
 mask: an un-annotated example (``has_mask`` False) or one with an empty mask has the empty box {x},
 so it counts as correct exactly when its clean prediction is (clean accuracy). The model runs in
-eval mode (restored afterwards); the global RNG is never touched.
+eval mode (restored afterwards); the global RNG is never touched. Outputs that are not finite (batch,
+num_classes) logits, and margin bounds that are not finite, raise a one-line ``UserError`` naming the
+dataset (metrics.logits).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..errors import UserError
 from ..ops.interval_bounds import layers, margin_bounds, mask_box
 from ..ops.masked_pgd import masked_pgd
 from ..ops.modes import eval_mode
+from .logits import check_logits, checked_outputs
 
 
 def _finish(correct: int, total: int, what: str, name: str) -> float:
@@ -43,12 +46,14 @@ def masked_pgd_accuracy(
     """Share of examples still classified correctly after masked PGD (CE ascent, ``steps`` sign steps of
     ``step_size``, default 2.5 * eps / steps) inside x +- eps * m; ``random_start`` draws from ``generator``."""
     correct = total = 0
-    with eval_mode(model):
+    where = f"dataset {dataset.name!r}"
+    with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
         for batch in dataset.batches(batch_size):
             x_adv = masked_pgd(model, batch.x, batch.y, batch.effective_mask, eps, steps, step_size=step_size,
                                bounds=dataset.input_range, random_start=random_start, generator=generator)
             with torch.no_grad():
-                correct += int((model(x_adv).argmax(1) == batch.y).sum())
+                logits = check_logits(model(x_adv), dataset.num_classes, where, len(batch))
+                correct += int((logits.argmax(1) == batch.y).sum())
             total += len(batch)
     return _finish(correct, total, "masked_pgd_accuracy", dataset.name)
 
@@ -57,12 +62,17 @@ def ibp_certified_accuracy(model: nn.Module, dataset: ExplanationDataset, eps: f
     """Share of examples whose label provably wins over the whole box x +- eps * m: the margin bound
     (specification folded into the last Linear layer) of z_y - z_k is > 0 for every k != y.
     Raises ``UserError`` if the model has a layer interval bounds do not support."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UserError("interval bounds need the model's layers; a TorchScript module (torch.jit) hides them")
     correct = total = 0
     with eval_mode(model), torch.no_grad():
         layers(model)  # fail before any work, naming every unsupported module
         for batch in dataset.batches(batch_size):
             lower, upper = mask_box(batch.x, batch.effective_mask, eps, dataset.input_range)
             margins = margin_bounds(model, lower, upper, batch.y)
+            if not bool(torch.isfinite(margins).all()):
+                raise UserError(f"interval bounds of the model's outputs on dataset {dataset.name!r} are NaN or "
+                                "infinite (are the model's weights finite?)")
             margins.scatter_(1, batch.y.view(-1, 1), math.inf)  # z_y - z_y = 0 is not a competitor
             correct += int((margins.min(1).values > 0).sum())
             total += len(batch)

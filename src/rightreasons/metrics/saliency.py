@@ -4,17 +4,20 @@ mask_gradient_share = mean over annotated examples of  sum(|g| * m) / sum(|g|),
 with g the input gradient of sum_k log softmax(f(x))_k (Ross et al.'s explanation). 0 means the
 model's gradient ignores the masked region, 1 that it looks only there. Examples whose gradient is
 exactly zero are left out. With no annotated example the share is NaN and a warning is issued.
+Logits that are not finite raise a one-line ``UserError`` (their gradients would be left out silently).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from typing import Optional
 
 import torch
 
 from ..batch import Batch
 from ..ops.input_gradients import input_gradients
+from .logits import check_logits
 from .wrong_reason import wrong_reason
 
 
@@ -36,9 +39,11 @@ class MaskShareAccumulator:
         self.wrong_total = 0.0  # wrong-reason score (metrics.wrong_reason), from the same gradients
         self.wrong_count = 0
 
-    def update(self, model, batch: Batch) -> torch.Tensor:
-        """Add a batch; returns its logits (computed on the way, so callers need no second pass)."""
+    def update(self, model, batch: Batch, where: str = "a batch", num_classes: Optional[int] = None) -> torch.Tensor:
+        """Add a batch; returns its logits (computed on the way, so callers need no second pass). Logits
+        that are not finite (batch, ``num_classes``) raise a ``UserError`` naming ``where`` (e.g. the dataset)."""
         grad, logits = input_gradients(model, batch.x, self.target, batch.y)
+        check_logits(logits, num_classes, where, len(batch))
         keep = batch.has_mask & batch.mask.flatten(1).any(1).bool()
         if keep.any():
             share = mask_share(grad[keep], batch.mask[keep])

@@ -11,7 +11,8 @@ find-another-explanation, threshold 0.67), or to the ``top_fraction`` of feature
 
 The dataset score is the mean over annotated examples (``has_mask`` and a non-empty mask); examples
 whose gradient is exactly zero (B empty) are left out. With no such example the score is NaN and a
-warning is issued, never a fake 0. (The soft version, the share of |g| mass inside the mask, is
+warning is issued, never a fake 0; logits that are not finite raise a ``UserError`` (metrics.logits).
+(The soft version, the share of |g| mass inside the mask, is
 ``metrics.saliency.mask_share``.)
 """
 
@@ -28,6 +29,7 @@ from ..data.dataset import ExplanationDataset
 from ..errors import UserError
 from ..ops.input_gradients import input_gradients
 from ..ops.modes import eval_mode
+from .logits import check_logits, checked_outputs
 
 OVERLAPS = ("precision", "iou")
 
@@ -83,12 +85,14 @@ def wrong_reason_score(
     """Mean :func:`wrong_reason` over the annotated examples of ``dataset`` (input gradients of
     ``target``, model in eval mode, restored afterwards); NaN with a warning when none is annotated."""
     total, count = 0.0, 0
-    with eval_mode(model):
+    where = f"dataset {dataset.name!r}"
+    with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
         for batch in dataset.batches(batch_size):
             keep = batch.has_mask & (batch.mask.flatten(1) != 0).any(1)
             if not bool(keep.any()):
                 continue
-            grad, _ = input_gradients(model, batch.x[keep], target, batch.y[keep])
+            grad, logits = input_gradients(model, batch.x[keep], target, batch.y[keep])
+            check_logits(logits, dataset.num_classes, where, int(keep.sum()))
             score = wrong_reason(grad, batch.mask[keep], threshold, top_fraction, overlap)
             score = score[~score.isnan()]
             total += score.sum().item()

@@ -15,9 +15,22 @@ from torch import nn
 from ..errors import UserError
 from .registry import register_model
 
+#: the widest layer a built-in model takes (units or channels)
+MAX_WIDTH = 1 << 16
+
+
+def widths(name: str, option: str, values) -> tuple[int, ...]:
+    """``values`` (one width or a list) as a tuple of layer widths in [1, MAX_WIDTH]; anything else is a
+    one-line error naming the model and option."""
+    items = values if isinstance(values, (list, tuple)) else [values]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WIDTH for v in items):
+        raise UserError(f"model {name!r}: option {option} must be integer widths in [1, {MAX_WIDTH}], got {values!r}")
+    return tuple(items)
+
 
 def mlp_stack(input_shape, num_classes, hidden) -> nn.Sequential:
     """flatten -> (Linear, ReLU) per hidden width -> Linear to the classes."""
+    hidden = widths("mlp", "hidden", list(hidden) if isinstance(hidden, tuple) else hidden)
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
     for h in hidden:
@@ -33,19 +46,19 @@ def mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100)) -> nn.Se
 
     Why this default rather than Ross's 50-30 (``mlp-ross``): docs/results/method-tuning.md#mlp
     """
-    return mlp_stack(input_shape, num_classes, tuple(hidden))
+    return mlp_stack(input_shape, num_classes, hidden)
 
 
 @register_model("mlp-ross")
 def mlp_ross(input_shape, num_classes, hidden: tuple[int, ...] = (50, 30)) -> nn.Sequential:
     """Ross et al. 2017's two-hidden-layer MLP: flatten -> 50 -> 30 -> classes, ReLU."""
-    return mlp_stack(input_shape, num_classes, tuple(hidden))
+    return mlp_stack(input_shape, num_classes, hidden)
 
 
 @register_model("mlp-wide")
 def mlp_wide(input_shape, num_classes, hidden: tuple[int, ...] = (512, 512)) -> nn.Sequential:
     """A wider MLP: flatten -> 512 -> 512 -> classes, ReLU."""
-    return mlp_stack(input_shape, num_classes, tuple(hidden))
+    return mlp_stack(input_shape, num_classes, hidden)
 
 
 @register_model("cnn")
@@ -68,6 +81,7 @@ def _conv_net(name, input_shape, num_classes, channels, hidden, stride) -> nn.Se
     if len(input_shape) != 3:
         raise UserError(f"model {name!r} needs image inputs (C, H, W), got input shape {tuple(input_shape)}")
     c, h, w = input_shape
+    channels, (hidden,) = widths(name, "channels", channels), widths(name, "hidden", hidden)
     layers: list[nn.Module] = []
     for out in channels:
         shrink = min(h, w) >= 8

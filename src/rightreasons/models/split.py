@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .builtin import cnn, cnn_strided, mlp_stack
+from .builtin import cnn, cnn_strided, mlp_stack, widths
 from .registry import register_model
 
 
@@ -92,7 +92,7 @@ def split_mlp(input_shape, num_classes, hidden: tuple[int, ...] = (100, 100),
     """The default MLP (flatten -> 100 -> 100 -> classes) with a square identity-initialised mapping layer
     after hidden layer ``mapping_after`` (default 0: the first, so f is one Linear+ReLU; -1: the last,
     before the classification layer). Why the early cut: docs/results/method-tuning.md#split-mlp"""
-    hidden = tuple(int(h) for h in hidden)
+    hidden = widths("split-mlp", "hidden", list(hidden) if isinstance(hidden, tuple) else hidden)
     if not hidden:
         raise UserError("model 'split-mlp': needs at least one hidden layer (option hidden)")
     k = mapping_after % len(hidden) if -len(hidden) <= mapping_after < len(hidden) else None

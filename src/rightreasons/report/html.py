@@ -98,7 +98,8 @@ def _saliency(out: Path, dataset: str, rows: list[dict], methods: list[str], ima
     try:
         cfg = TrainConfig.load(next(iter(first.values())) / "config.json")
         data = load_dataset(cfg.data, seed=cfg.seed, **cfg.data_options)
-        models = {m: load_run(first[m], data=data)[0] for m in methods if m in first}
+        # trusted: a finished run is reused only when its config equals the plan built from this command's flags
+        models = {m: load_run(first[m], data=data, trust_code=True)[0] for m in methods if m in first}
     except UserError as exc:
         return f'<p class="note">No saliency grid: {escape(str(exc))}</p>'
     test = data.test

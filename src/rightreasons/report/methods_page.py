@@ -42,7 +42,7 @@ def parameter_rows(cls) -> list[str]:
         allowed = " / ".join(_fmt(c) for c in cls.choices.get(key, ()))
         low, high = cls.bounds.get(key, (None, None))
         if not allowed and (low is not None or high is not None):
-            allowed = f"[{'-inf' if low is None else _fmt(low)}, {'inf' if high is None else _fmt(high)}]"
+            allowed = f"{'(-inf' if low is None else '[' + _fmt(low)}, {'inf)' if high is None else _fmt(high) + ']'}"
         kind = "float" if default is None else type(default).__name__
         if default is None or key in cls.optional:
             kind += " or none"

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..files import read_json
+from ..files import MAX_SETTINGS_BYTES, read_json, shown_path
+from ..files import shown_value as _short
 from ..train.config import TrainConfig
 
 #: searchable TrainConfig fields -> the distribution types they accept
@@ -30,6 +31,8 @@ FIELDS = {"lr": ("float",), "weight_decay": ("float",), "epochs": ("int",), "bat
 PREFIXES = ("params.", "model_options.")
 #: fixed for a whole study (the data, its cache, the seed and the objective depend on them)
 FIXED = ("data", "data_options", "method", "seed", "threads", "on_nonfinite")
+#: integer bounds and steps are in (-INT_LIMIT, INT_LIMIT)
+INT_LIMIT = 2**62
 SETTINGS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
             "categorical": ("type", "choices")}
 
@@ -68,9 +71,11 @@ def _number(where: str, key: str, spec: dict, name: str, kind: str, required: bo
     if value is None:
         raise UserError(f"{where}: key {key!r}: missing {name!r}")
     ok = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
+    if isinstance(value, int) and not -INT_LIMIT < value < INT_LIMIT:  # also too large to convert to float
+        raise UserError(f"{where}: key {key!r}: {name} must be of magnitude below 2**62, got {_short(value)}")
     if isinstance(value, bool) or not ok or not math.isfinite(value):
         raise UserError(f"{where}: key {key!r}: {name} must be a finite {'integer' if kind == 'int' else 'number'}, "
-                        f"got {value!r}")
+                        f"got {_short(value)}")
     return float(value) if kind == "float" else value
 
 
@@ -84,6 +89,15 @@ def _check_key(where: str, key: Any) -> None:
     if key in FIELDS or (key.startswith(PREFIXES) and key.split(".", 1)[1]):
         return
     raise UserError(f"{where}: unknown key {key!r}; searchable: {', '.join(FIELDS)}, params.NAME, model_options.NAME")
+
+
+def _check_field(where: str, key: str, name: str, value: Any) -> None:
+    """Refuse a value the config field ``key`` never takes (its own limits: lr in (0, 10], epochs at most
+    100000, an optimizer it knows, ...), before any trial runs."""
+    try:
+        TrainConfig(**{key: value})
+    except UserError as exc:
+        raise UserError(f"{where}: key {key!r}: value {_short(value)} is not allowed ({name}: {exc})") from None
 
 
 def parse_dimension(where: str, key: str, spec: Any) -> Dimension:
@@ -107,9 +121,13 @@ def parse_dimension(where: str, key: str, spec: Any) -> Dimension:
             raise UserError(f"{where}: key {key!r}: choices must be a non-empty list, got {choices!r}")
         for choice in choices:
             if choice is not None and not isinstance(choice, (str, int, float, bool)):
-                raise UserError(f"{where}: key {key!r}: choice {choice!r} is not a string, number, bool or null")
+                raise UserError(f"{where}: key {key!r}: choice {_short(choice)} is not a string, number, bool or null")
+            if isinstance(choice, float) and math.isnan(choice):
+                raise UserError(f"{where}: key {key!r}: choice NaN is not a value")
         if len({json.dumps(c) for c in choices}) != len(choices):
             raise UserError(f"{where}: key {key!r}: choices contain duplicates")
+        for choice in choices if key in FIELDS else ():
+            _check_field(where, key, "choice", choice)
         return Dimension(key, kind, choices=tuple(choices))
     low, high = _number(where, key, spec, "low", kind), _number(where, key, spec, "high", kind)
     if low > high:
@@ -122,8 +140,13 @@ def parse_dimension(where: str, key: str, spec: Any) -> Dimension:
     step = _number(where, key, spec, "step", kind, required=False)
     if step is not None and step <= 0:
         raise UserError(f"{where}: key {key!r}: step must be > 0, got {step}")
-    if step is not None and log and kind == "float":
-        raise UserError(f"{where}: key {key!r}: step and log cannot be combined for a float")
+    if step is not None and log and (kind == "float" or step != 1):
+        raise UserError(f"{where}: key {key!r}: step and log cannot be combined "
+                        f"{'for a float' if kind == 'float' else 'for an int unless step is 1'}")
+    if step is not None and step > high - low and high > low:
+        raise UserError(f"{where}: key {key!r}: step {step} is larger than the range [{low}, {high}]")
+    for name, value in (("low", low), ("high", high)) if key in FIELDS else ():
+        _check_field(where, key, name, value)
     return Dimension(key, kind, low, high, log, step)
 
 
@@ -136,7 +159,7 @@ def parse_space(raw: Any, where: str = "space") -> list[Dimension]:
 
 def load_space(path: str | Path) -> list[Dimension]:
     """The search space in the JSON file ``path``."""
-    return parse_space(read_json(path, "search space"), where=str(path))
+    return parse_space(read_json(path, "search space", MAX_SETTINGS_BYTES), where=shown_path(path))
 
 
 def base_value(base: TrainConfig, key: str) -> Any:

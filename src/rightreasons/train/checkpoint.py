@@ -8,16 +8,21 @@ A checkpoint is a directory ``<root>/epoch-NNNN/`` holding
   meta.json           format version, epoch, step, the run's config, and the sha256 of every file above.
 It is written into a temporary sibling directory, fsynced, and renamed into place; only then is
 ``<root>/latest`` (a one-line file naming it) replaced atomically and older checkpoints removed. A crash
-at any point leaves the previous complete checkpoint in place. Loading verifies every hash before
-reading anything, so a truncated or tampered checkpoint gives a clear error and never a partial load.
+at any point leaves the previous complete checkpoint in place; a failed write (a full disk, a file-size
+limit) is a one-line :class:`CheckpointError` naming the checkpoint and the cause, with the temporary
+directory removed. Files and directories get the permissions of the user's own (0666 / 0777 minus the
+umask). Loading verifies every hash before reading anything, so a truncated or tampered checkpoint gives a
+clear error and never a partial load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,7 +30,7 @@ from typing import Any, Optional
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..errors import UserError
 from ..files import atomic_write_text, read_json
@@ -54,47 +59,116 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _cause(exc: BaseException) -> str:
+    """Why a write failed, in a few words: the OS error's text, or the first line of the library's message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    found = re.search(r"os error (\d+)", text)
+    return os.strerror(int(found.group(1))) if found else text
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """A new file with ``data`` (0666 minus the umask, like the user's own files), fsynced."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _save_state(state: dict, path: Path) -> None:
+    try:
+        torch.save(state, path)
+    except RuntimeError:
+        # torch reports a failed write in its own words ("unexpected pos ..."); write the same bytes with
+        # Python to get the operating system's reason (a full disk, a file-size limit), or to succeed after all
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        _write_bytes(path, buffer.getvalue())
+
+
 def save_checkpoint(root: str | Path, epoch: int, model_state: dict, state: dict, config: dict,
                     best_state: Optional[dict] = None, keep: int = 1) -> Path:
-    """Write checkpoint ``epoch`` under ``root`` atomically and point ``root/latest`` at it."""
+    """Write checkpoint ``epoch`` under ``root`` atomically and point ``root/latest`` at it. A write that
+    fails (a full disk, a file-size limit) is a one-line :class:`CheckpointError` naming the checkpoint and
+    the cause; the previous checkpoint stays the latest and no temporary directory is left."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{epoch:04d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    final = root / name
+    kept = f"; the latest checkpoint is still {latest_name}" if (latest_name := _pointer(root)) else ""
+    tmp = old = None
     try:
-        save_file({k: v.detach().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        os.chmod(tmp, 0o777 & ~_umask())  # as mkdir makes directories (mkdtemp makes them owner-only)
+        _write_bytes(tmp / "model.safetensors", save({k: v.detach().contiguous() for k, v in model_state.items()}))
         if best_state is not None:
-            save_file({k: v.detach().contiguous() for k, v in best_state.items()}, str(tmp / "best.safetensors"))
-        torch.save(state, tmp / "state.pt")
+            _write_bytes(tmp / "best.safetensors", save({k: v.detach().contiguous() for k, v in best_state.items()}))
+        _save_state(state, tmp / "state.pt")
         files = sorted(p.name for p in tmp.iterdir())
         for f in files:
             with open(tmp / f, "rb") as fh:
                 os.fsync(fh.fileno())
         meta = {"format": FORMAT, "epoch": epoch, "step": state.get("step"), "config": config,
                 "sha256": {f: _sha256(tmp / f) for f in files}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        with open(tmp / "meta.json", "rb") as fh:
-            os.fsync(fh.fileno())
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
+        _write_bytes(tmp / "meta.json", json.dumps(meta, indent=2).encode())
+        if final.exists():  # a checkpoint of this epoch from an earlier attempt: set aside, removed below
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root))
+            os.rename(final, old / name)
         os.rename(tmp, final)
+        tmp = None
         _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    atomic_write_text(root / LATEST, name + "\n")
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+            old = None
+        atomic_write_text(root / LATEST, name + "\n")
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(f"{final}: cannot write the checkpoint ({_cause(exc)}){kept}") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / name).exists() and not final.exists():  # put the earlier one back
+            os.rename(old / name, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     _prune(root, keep=keep, current=name)
     return final
 
 
+def _pointer(root: Path) -> Optional[str]:
+    """The name ``root/latest`` holds (None without one)."""
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    try:
+        return pointer.read_text()[:100].strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _epoch_number(path: Path) -> Optional[int]:
+    found = re.fullmatch(r"epoch-(\d+)", path.name)
+    return int(found.group(1)) if found and path.is_dir() else None
+
+
 def _prune(root: Path, keep: int, current: str) -> None:
-    done = sorted(p for p in root.glob("epoch-*") if p.is_dir())
-    for old in done[:-keep] if keep > 0 else []:
+    """Remove checkpoints older than the ``keep`` newest up to ``current``, any after it (left by a longer run
+    that was abandoned), and the temporary directories of interrupted writes."""
+    now = int(current.removeprefix("epoch-"))
+    numbered = sorted((n, p) for p in root.glob("epoch-*") if (n := _epoch_number(p)) is not None)
+    done = [p for n, p in numbered if n <= now]
+    stale = (done[:-keep] if keep > 0 else []) + [p for n, p in numbered if n > now]
+    for old in stale:
         if old.name != current:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".epoch-*"):  # temporary directories of interrupted writes
-        shutil.rmtree(stale, ignore_errors=True)
+    for temporary in root.glob(".epoch-*"):
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def latest_checkpoint(root: str | Path) -> Optional[Path]:

@@ -4,18 +4,47 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import UserError
-from ..files import read_json
+from ..files import MAX_SETTINGS_BYTES, read_json, shown_path
+from ..files import shown_value as _short
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy")
 ON_NONFINITE = ("stop", "skip")
 LR_SCHEDULES = ("constant", "cosine")
 AUTO_MODEL = "auto"
+#: the largest learning rate accepted (anything above diverges for every method and model here)
+LR_MAX = 10.0
+WEIGHT_DECAY_MAX = 1.0
+#: seeds are in [0, SEED_LIMIT) (what torch and numpy generators take)
+SEED_LIMIT = 2**62
+#: the integer fields that may be None (the dataset's default / the machine's) and their largest values
+COUNT_LIMITS = {"epochs": 100_000, "batch_size": 2**24, "threads": 1024}
+#: how deeply data_options, model_options and params may nest lists and objects
+MAX_NESTING = 32
+
+
+def _check_options(name: str, options: dict) -> None:
+    """Keys are strings; no NaN at any depth (it never means a setting); at most MAX_NESTING levels."""
+    stack = [(options, name, 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise UserError(f"config field {name!r} is nested more than {MAX_NESTING} levels deep (at {where})")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise UserError(f"config field {name!r}: key {_short(key)} must be a string")
+                stack.append((item, f"{where}[{_short(key)}]", depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, float) and math.isnan(value):
+            raise UserError(f"config field {name!r}: {where} is NaN, which is not a setting")
 
 
 @dataclass
@@ -51,22 +80,41 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Refuse, in one line naming the field, a value of the wrong type or one that cannot train: every
+        number finite, ``lr`` in (0, LR_MAX], ``weight_decay`` in [0, WEIGHT_DECAY_MAX], ``seed`` in
+        [0, SEED_LIMIT), counts in [1, COUNT_LIMITS[name]] (or None), never a bool for a number; no NaN
+        anywhere in the option dictionaries (infinities there are for their readers to judge)."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             kind = {"str": str, "int": int, "float": float, "dict": dict}.get(str(f.type).split("[")[0])
-            if f.name in ("threads", "epochs", "batch_size"):
-                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                    raise UserError(f"config field {f.name!r} must be a positive integer or null, got {value!r}")
+            if f.name in COUNT_LIMITS:
+                limit = COUNT_LIMITS[f.name]
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                          or not 1 <= value <= limit):
+                    raise UserError(f"config field {f.name!r} must be a positive integer or null, got {_short(value)}"
+                                    f" (at most {limit})")
                 continue
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+                try:
+                    value = float(value)
+                except OverflowError:
+                    raise UserError(f"config field {f.name!r} must be a finite number, got an integer too large "
+                                    f"for a float ({_short(value, 40)})") from None
                 setattr(self, f.name, value)
             if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-                raise UserError(f"config field {f.name!r} must be {kind.__name__}, got {value!r}")
-        if not self.lr > 0:
-            raise UserError(f"config field 'lr' must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise UserError(f"config field 'weight_decay' must be >= 0, got {self.weight_decay}")
+                raise UserError(f"config field {f.name!r} must be {kind.__name__}, got {_short(value)}")
+            if kind is float and not math.isfinite(value):
+                raise UserError(f"config field {f.name!r} must be a finite number, got {value!r}")
+            if kind is dict:
+                _check_options(f.name, value)
+        if not 0 < self.lr <= LR_MAX:
+            raise UserError(f"config field 'lr' must be > 0 and at most {LR_MAX:g} (larger learning rates only "
+                            f"diverge), got {self.lr!r}")
+        if not 0 <= self.weight_decay <= WEIGHT_DECAY_MAX:
+            raise UserError(f"config field 'weight_decay' must be >= 0 and at most {WEIGHT_DECAY_MAX:g}, "
+                            f"got {self.weight_decay!r}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise UserError(f"config field 'seed' must be an integer in [0, 2**62), got {_short(self.seed)}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"config field 'optimizer' must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -124,7 +172,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(read_json(path, "config"), where=str(path))
+        return cls.from_dict(read_json(path, "config", MAX_SETTINGS_BYTES), where=shown_path(path))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

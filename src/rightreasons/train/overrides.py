@@ -25,6 +25,9 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+    except (ValueError, RecursionError):  # an integer of thousands of digits, nesting too deep
+        shown = f"{text[:40]!r}{'...' if len(text) > 40 else ''}"
+        raise UserError(f"value {shown} is too large or too deeply nested") from None
 
 
 def parse_assignments(items: Iterable[str] | Mapping[str, Any] | None, option: str) -> dict:
@@ -39,7 +42,10 @@ def parse_assignments(items: Iterable[str] | Mapping[str, Any] | None, option: s
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"{option} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = parse_value(value.strip())
+        try:
+            out[key.strip()] = parse_value(value.strip())
+        except UserError as exc:
+            raise UserError(f"{option} {key.strip()}: {exc}") from None
     return out
 
 

@@ -1,9 +1,13 @@
 """The training loop: ``fit``, readable top to bottom, with its steps in small helpers below it.
 
-Per epoch: advance the method's schedules, shuffle with the run's own generator, and for each batch
-compute the method's loss, stop on (or skip) a non-finite value (naming the step and the term),
-back-propagate and step the optimiser; then measure the validation split and write a checkpoint. The
-model kept is the last one or the best on validation (``select``); the test split is never looked at here.
+Before the first step the model is run once on two training examples (eval mode, no gradients, the
+global RNG untouched) and refused unless it gives finite logits of shape (batch, num_classes); during
+training every output of the model is checked for that shape (metrics.logits), and a loss that does not
+depend on any trainable parameter is refused. Per epoch: advance the method's schedules, shuffle with the
+run's own generator, and for each batch compute the method's loss, stop on (or skip) a non-finite value
+(naming the step and the term), back-propagate and step the optimiser; then measure the validation split
+and write a checkpoint. The model kept is the last one or the best on validation (``select``); the test
+split is never looked at here.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from typing import Callable, Optional
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..console import stderr_console
 from ..data.dataset import DataSplits, ExplanationDataset
 from ..errors import UserError
 from ..methods.base import Method, StepContext
 from ..metrics.evaluate import evaluate
-from ..ops.modes import train_mode
+from ..metrics.logits import check_logits, check_module, checked_outputs, first_line
+from ..ops.modes import eval_mode, train_mode
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import barrier, check_static_graph, loss_scale, shard, world, wrap
@@ -43,7 +49,15 @@ class TrainResult:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of ``config`` over the trainable parameters (``requires_grad``) of ``model``; frozen
+    parameters stay as they are. Refuses a model with nothing to train."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        count = sum(1 for _ in model.parameters())
+        raise UserError("model has no parameters to train (a tensor attribute is one only as an nn.Parameter)"
+                        if count == 0 else
+                        f"model: all {count} of its parameter tensors are frozen (requires_grad=False); "
+                        "nothing to train (unfreeze the ones to train)")
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
@@ -126,12 +140,14 @@ def fit(
     own random streams (seeded from ``config.seed``), never on the caller's global RNG.
     """
     # the config with unset epochs and batch size resolved, and the splits
+    check_module(model)
     config, train_set, val_set = _resolve(config, data)
     # this process among the processes training together, and the loss of one step (under DDP if several)
     rank, size = world()
     check_static_graph(model)
     with train_mode(model):  # the method refuses a model it cannot train before the first step
         method.check_model(model)
+    check_outputs(model, train_set)  # and so does this: outputs that are not finite (batch, num_classes) logits
     step_fn = wrap(model, method) if size > 1 else (lambda b, c: method.loss(model, b, c))
     say = _logger(log, rank)
     # the run's own random streams for shuffling and for the method, and the optimiser
@@ -140,7 +156,8 @@ def fit(
     optimizer = make_optimizer(model, config)
     result = TrainResult(model)
     steps_per_epoch = train_set.num_batches(config.batch_size)
-    with torch.random.fork_rng(devices=[]):
+    where = f"training data {train_set.name!r}"
+    with checked_outputs(model, train_set.num_classes, where), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 2_000_003)  # dropout and other in-model randomness
         # continue after the latest checkpoint (with resume), else start afresh
         run = _resume(checkpoint_dir if resume else None, config, model, optimizer, method, gens, result, say)
@@ -169,6 +186,30 @@ def fit(
     else:
         result.selected_epoch = config.epochs
     return result
+
+
+def check_outputs(model: nn.Module, train_set: ExplanationDataset) -> None:
+    """Run ``model`` once on the first two training examples (eval mode, no gradients, mode restored) and
+    raise a one-line ``UserError`` unless it returns finite logits of shape (batch, num_classes): a tuple
+    or dict, integer outputs, a wrong number of outputs, NaN weights, or a forward pass that fails on
+    these inputs. Nothing training draws on is touched: the global RNG is forked, the run's generators are
+    not used, and a model with lazy (uninitialised) modules is run on a copy, so that it is initialised
+    where training initialises it."""
+    if len(train_set) == 0:
+        return
+    batch = train_set.batch(torch.arange(min(2, len(train_set))))
+    lazy = any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
+    probe = copy.deepcopy(model) if lazy else model
+    where = f"training data {train_set.name!r} (before training)"
+    with torch.random.fork_rng(devices=[]), eval_mode(probe), torch.no_grad():
+        try:
+            logits = probe(batch.x)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"model: its forward pass on {where}, inputs of shape {tuple(batch.x.shape)}, raised "
+                            f"{first_line(exc)}") from exc
+    check_logits(logits, train_set.num_classes, where, len(batch))
 
 
 def _resolve(config: TrainConfig, data: DataSplits | ExplanationDataset
@@ -227,6 +268,11 @@ def _train_epoch(epoch, run, model, step_fn, optimizer, train_set, config, gens,
                 skipped += 1
                 say(f"skipped: {problem}")
                 continue
+            # a loss that nothing trainable feeds (outputs detached from the weights) has no gradient
+            if not out.loss.requires_grad:
+                raise UserError(f"the loss at epoch {epoch + 1}, step {run.step - 1} does not depend on any "
+                                "trainable parameter (are the model's outputs detached, computed under no_grad or "
+                                "outside torch?)")
             # the scheduled learning rate, backward (scaled to the global batch under DDP), step
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, run.step - 1, total_steps)
@@ -249,7 +295,10 @@ def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_s
     if skipped:
         record["skipped_batches"] = skipped
     if val_set is not None and len(val_set):
-        val = evaluate(model, val_set, mask_share=False)
+        try:
+            val = evaluate(model, val_set, mask_share=False)
+        except UserError as exc:  # e.g. weights that became NaN while the loss was still finite
+            raise UserError(f"validation after epoch {epoch + 1}: {exc}") from None
         record["val_accuracy"] = val["accuracy"]
         record["val_worst_group_accuracy"] = val["worst_group_accuracy"]
     record["seconds"] = time.perf_counter() - epoch_start
