@@ -142,14 +142,14 @@ def test_non_finite_loss_during_an_overwrite_keeps_the_old_run(run, capsys, monk
 
 def test_a_full_disk_while_saving_keeps_the_old_run(run, capsys, monkeypatch):
     before = snapshot(run)
-    real = run_module._write_file
+    real = run_module.write_synced
 
-    def full(path, data):
+    def full(path, data, exclusive=False):
         if path.name == "metrics.json":
             raise OSError(28, "No space left on device")
-        real(path, data)
+        real(path, data, exclusive)
 
-    monkeypatch.setattr(run_module, "_write_file", full)
+    monkeypatch.setattr(run_module, "write_synced", full)
     refused(capsys, train(run, "--overwrite", "--epochs", "1"), "metrics.json", "No space left on device",
             "left as it was")
     assert snapshot(run) == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -13,10 +14,43 @@ from typing import Any, Callable
 from .errors import UserError
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it for longer than the call)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_synced(path: str | Path, data: bytes, exclusive: bool = False) -> None:
+    """Write ``data`` to a new file at ``path`` (0666 minus the umask, like the user's own files; with
+    ``exclusive`` an existing file is an error) and fsync it."""
+    with open(path, "xb" if exclusive else "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def fsync_dir(path: str | Path, ignore_errors: bool = False) -> None:
+    """fsync a directory, so that renames in it survive a crash."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
+def failure_cause(exc: BaseException) -> str:
+    """Why a write failed, in a few words: the OS error's text, or the first line of a library's message
+    (with its ``os error N`` turned into the OS's text)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    found = re.search(r"os error (\d+)", text)
+    return os.strerror(int(found.group(1))) if found else text
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -28,7 +62,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())

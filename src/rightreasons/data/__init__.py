@@ -7,7 +7,7 @@ mask = 1 on the features to ignore.
 
 from __future__ import annotations
 
-from . import color_mnist, decoy_mnist, toy_colors  # noqa: F401  (built-in datasets register themselves)
+from . import color_mnist, decoy_mnist, fashion_mnist, toy_colors  # noqa: F401  (built-in datasets register themselves)
 from .dataset import DataSplits, ExplanationDataset
 from .mnist_source import fetch_mnist, load_mnist
 from .registry import (

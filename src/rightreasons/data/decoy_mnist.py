@@ -15,6 +15,9 @@ Registered datasets (all ``(N, 1, 28, 28)`` float32 in [0, 1], masks bool of the
   (CDEP's training penalised all four 5x5 corners; ``mask="corners"`` reproduces that.)
 - ``mnist``: clean MNIST (the oracle), same splits, no annotations (has_mask False).
 
+The images come from a loader (``load_mnist`` here; :mod:`.fashion_mnist` passes ``load_fashion_mnist`` to
+the same :func:`build_decoy` / :func:`build_clean` for ``decoy-fmnist`` and ``fashion-mnist``).
+
 Options: ``val`` = "train" (val decorated like train: shortcut correlated with the label) or
 "decorrelated" (val shade digit drawn at random, like test; for CDEP with the train mapping 255 - 25*d);
 ``minority`` (fraction of train, and of a val="train" split, whose shade digit is redrawn at random, so about
@@ -149,7 +152,13 @@ def _cdep_corners_mask(n: int) -> np.ndarray:
     return np.broadcast_to(m, (n, 28, 28))
 
 
-def build_decoy(variant: Variant, seed: int, options: dict) -> DataSplits:
+#: a loader of 28x28 uint8 images: ``load(source) -> {"train": (images, labels), "val": ..., "test": ...,
+#: "source": str}`` (``source`` None = its default location)
+ImageLoader = Callable[[Optional[str]], dict]
+
+
+def build_decoy(variant: Variant, seed: int, options: dict, load: ImageLoader = load_mnist) -> DataSplits:
+    """``variant``'s decoy painted onto the images ``load(options["source"])`` returns."""
     name = variant.name
     defaults = {"val": "train", "source": None, "limit_train": None, "groups": "label", "minority": 0.0}
     if name == "decoy-mnist-cdep":
@@ -163,7 +172,7 @@ def build_decoy(variant: Variant, seed: int, options: dict) -> DataSplits:
         raise UserError(f"{name}: option minority must be a fraction in [0, 1], got {minority!r}")
     if "mask" in opts:
         check_choice(name, "mask", opts["mask"], ("patch", "corners"))
-    data = load_mnist(opts["source"])
+    data = load(opts["source"])
     out = {}
     for split in SPLITS:
         images, y = data[split]
@@ -217,13 +226,12 @@ def decoy_mnist_cdep(seed: int = 0, **options) -> DataSplits:
     return build_decoy(VARIANTS["decoy-mnist-cdep"], seed, options)
 
 
-@register_dataset("mnist")
-def mnist(seed: int = 0, **options) -> DataSplits:
-    """Clean MNIST (the oracle for the decoy variants): same splits, all-zero masks, has_mask False."""
-    opts = parse_options("mnist", options, {"source": None, "limit_train": None})
-    check_count("mnist", "limit_train", opts["limit_train"], allow_none=True)
-    split_rng(seed, "mnist", "train")  # validates the seed; clean MNIST uses no randomness
-    data = load_mnist(opts["source"])
+def build_clean(name: str, paper: str, seed: int, options: dict, load: ImageLoader = load_mnist) -> DataSplits:
+    """The images ``load(options["source"])`` returns, undecorated: all-zero masks, has_mask False."""
+    opts = parse_options(name, options, {"source": None, "limit_train": None})
+    check_count(name, "limit_train", opts["limit_train"], allow_none=True)
+    split_rng(seed, name, "train")  # validates the seed; clean data use no randomness
+    data = load(opts["source"])
     out = {}
     for split in SPLITS:
         images, y = data[split]
@@ -233,8 +241,14 @@ def mnist(seed: int = 0, **options) -> DataSplits:
         no_mask = torch.zeros((1,) + x.shape[1:], dtype=torch.bool)
         out[split] = ExplanationDataset(to_tensor(x), to_tensor(y), no_mask, None,
                                         torch.zeros(len(y), dtype=torch.bool),
-                                        num_classes=10, num_groups=10, name=f"mnist/{split}")
-    info = {"dataset": "mnist", "variant": "clean", "paper": "LeCun et al. 1998", "val_protocol": "train",
+                                        num_classes=10, num_groups=10, name=f"{name}/{split}")
+    info = {"dataset": name, "variant": "clean", "paper": paper, "val_protocol": "train",
             "seed": seed, "source": data["source"], "sizes": {s: len(out[s]) for s in SPLITS},
             "limit_train": opts["limit_train"]}
     return DataSplits(out["train"], out["val"], out["test"], info)
+
+
+@register_dataset("mnist")
+def mnist(seed: int = 0, **options) -> DataSplits:
+    """Clean MNIST (the oracle for the decoy variants): same splits, all-zero masks, has_mask False."""
+    return build_clean("mnist", "LeCun et al. 1998", seed, options, load_mnist)

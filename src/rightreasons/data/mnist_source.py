@@ -287,21 +287,29 @@ def read_idx(path: os.PathLike | str, expected_ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(dims).copy()
 
 
-def _find_idx(directory: Path, stem: str) -> Path:
+def _find_idx(directory: Path, stem: str, dataset: str = "MNIST", hint: str = "") -> Path:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         if os.path.lexists(directory / name):  # read_idx says what is wrong with it if it is not a file
             return directory / name
-    raise DataError(f"{directory}: missing IDX file {stem} (or {stem}.gz); expected the four files "
-                    + ", ".join(IDX_FILES.values()))
+    raise DataError(f"{dataset} source {directory}: missing IDX file {stem} (or {stem}.gz); expected the four files "
+                    + ", ".join(IDX_FILES.values()) + (f"; {hint}" if hint else ""))
 
 
-def _load_idx_dir(directory: Path) -> dict:
+def load_idx_dir(directory: os.PathLike | str, dataset: str = "MNIST", hint: str = "") -> dict:
+    """The four MNIST-layout IDX files in ``directory`` (optionally ``.gz``) as ``{"train": (images, labels),
+    "val": ..., "test": ..., "source": str}``, the last sixth of the training images as the validation split.
+
+    Used for any 28x28, 10-class dataset in that layout (MNIST, Fashion-MNIST): ``dataset`` names it in the
+    messages and ``hint`` (how to get the files) is appended to those about a missing directory or file."""
+    directory = Path(directory)
+    tail = f"; {hint}" if hint else ""
     if not directory.is_dir():
-        raise DataError(f"MNIST source {directory} is not a directory of IDX files")
+        what = "does not exist" if not os.path.lexists(directory) else "is not a directory"
+        raise DataError(f"{dataset} source {directory} {what} (not a directory of IDX files){tail}")
     arrays = {}
     for split in ("train", "test"):
-        ipath = _find_idx(directory, IDX_FILES[f"{split}_images"])
-        lpath = _find_idx(directory, IDX_FILES[f"{split}_labels"])
+        ipath = _find_idx(directory, IDX_FILES[f"{split}_images"], dataset, hint)
+        lpath = _find_idx(directory, IDX_FILES[f"{split}_labels"], dataset, hint)
         images, labels = read_idx(ipath, 3), read_idx(lpath, 1)
         if images.shape[1:] != (28, 28):
             raise DataError(f"{ipath}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
@@ -327,7 +335,7 @@ def load_mnist(source: Optional[os.PathLike | str] = None, cache_dir: Optional[o
     ``.gz``), taking the last sixth of the training images (10,000 of 60,000) as the validation split.
     """
     if source is not None:
-        return _load_idx_dir(Path(source))
+        return load_idx_dir(source)
     path = resolve_cache_dir(cache_dir) / CACHE_FILE
     if not path.is_file():
         raise DataError(f"MNIST is not in the cache ({path}); run `rightreasons data fetch mnist` "
@@ -335,5 +343,5 @@ def load_mnist(source: Optional[os.PathLike | str] = None, cache_dir: Optional[o
     return _load_cache(path)
 
 
-__all__ = ["MNIST_SHA256", "RestrictedUnpickler", "fetch_mnist", "load_mnist", "read_idx",
+__all__ = ["MNIST_SHA256", "RestrictedUnpickler", "fetch_mnist", "load_idx_dir", "load_mnist", "read_idx",
            "resolve_cache_dir", "restricted_load"]

@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..errors import UserError
-from ..files import atomic_write_text, read_json
+from ..files import atomic_write_text, failure_cause, fsync_dir, read_json, umask, write_synced
 
 FORMAT = 1
 LATEST = "latest"
@@ -51,35 +51,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
-def _cause(exc: BaseException) -> str:
-    """Why a write failed, in a few words: the OS error's text, or the first line of the library's message."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    found = re.search(r"os error (\d+)", text)
-    return os.strerror(int(found.group(1))) if found else text
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """A new file with ``data`` (0666 minus the umask, like the user's own files), fsynced."""
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _save_state(state: dict, path: Path) -> None:
@@ -90,7 +67,7 @@ def _save_state(state: dict, path: Path) -> None:
         # Python to get the operating system's reason (a full disk, a file-size limit), or to succeed after all
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        _write_bytes(path, buffer.getvalue())
+        write_synced(path, buffer.getvalue())
 
 
 def save_checkpoint(root: str | Path, epoch: int, model_state: dict, state: dict, config: dict,
@@ -106,10 +83,10 @@ def save_checkpoint(root: str | Path, epoch: int, model_state: dict, state: dict
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        os.chmod(tmp, 0o777 & ~_umask())  # as mkdir makes directories (mkdtemp makes them owner-only)
-        _write_bytes(tmp / "model.safetensors", save({k: v.detach().contiguous() for k, v in model_state.items()}))
+        os.chmod(tmp, 0o777 & ~umask())  # as mkdir makes directories (mkdtemp makes them owner-only)
+        write_synced(tmp / "model.safetensors", save({k: v.detach().contiguous() for k, v in model_state.items()}))
         if best_state is not None:
-            _write_bytes(tmp / "best.safetensors", save({k: v.detach().contiguous() for k, v in best_state.items()}))
+            write_synced(tmp / "best.safetensors", save({k: v.detach().contiguous() for k, v in best_state.items()}))
         _save_state(state, tmp / "state.pt")
         files = sorted(p.name for p in tmp.iterdir())
         for f in files:
@@ -117,19 +94,19 @@ def save_checkpoint(root: str | Path, epoch: int, model_state: dict, state: dict
                 os.fsync(fh.fileno())
         meta = {"format": FORMAT, "epoch": epoch, "step": state.get("step"), "config": config,
                 "sha256": {f: _sha256(tmp / f) for f in files}}
-        _write_bytes(tmp / "meta.json", json.dumps(meta, indent=2).encode())
+        write_synced(tmp / "meta.json", json.dumps(meta, indent=2).encode())
         if final.exists():  # a checkpoint of this epoch from an earlier attempt: set aside, removed below
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root))
             os.rename(final, old / name)
         os.rename(tmp, final)
         tmp = None
-        _fsync_dir(root)
+        fsync_dir(root)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
             old = None
         atomic_write_text(root / LATEST, name + "\n")
     except (OSError, RuntimeError, SafetensorError) as exc:
-        raise CheckpointError(f"{final}: cannot write the checkpoint ({_cause(exc)}){kept}") from None
+        raise CheckpointError(f"{final}: cannot write the checkpoint ({failure_cause(exc)}){kept}") from None
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -45,7 +45,7 @@ from torch import nn
 
 from ..data import DataSplits, load_dataset
 from ..errors import UserError
-from ..files import read_json
+from ..files import failure_cause, fsync_dir, read_json, umask, write_synced
 from ..methods import create_method
 from ..metrics.evaluate import evaluate
 from ..metrics.robust import robust_metrics
@@ -373,47 +373,21 @@ def run_training(
     return RunOutput(model, config, metrics, data)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _new_staging(out: Path) -> Path:
     try:
         staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
-        os.chmod(staging, 0o777 & ~_umask())  # as mkdir would make it (mkdtemp makes it owner-only)
+        os.chmod(staging, 0o777 & ~umask())  # as mkdir would make it (mkdtemp makes it owner-only)
     except OSError as exc:
         raise UserError(f"{out}: cannot create a staging directory ({exc.strerror or exc})") from None
     return staging
 
 
-def _cause(exc: BaseException) -> str:
-    """The reason a write failed, in a few words: the OS error's text, or the first line of a library's."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    found = re.search(r"os error (\d+)", text)
-    if found:
-        return os.strerror(int(found.group(1)))
-    return text
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """Write a new file (0666 minus the umask, as the user's own files) and fsync it."""
-    with open(path, "xb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _nonfinite_weight(state: dict) -> Optional[str]:
@@ -450,32 +424,33 @@ def save_run(out: str | Path, output: RunOutput, checkpoints: Optional[str | Pat
         try:
             name = ""
             for name, data in blobs.items():
-                _write_file(stage / name, data)
+                write_synced(stage / name, data, exclusive=True)
             manifest = {"format": MANIFEST_FORMAT, "tool": "rightreasons",
                         "files": {n: hashlib.sha256(d).hexdigest() for n, d in blobs.items()}}
             name = MANIFEST
-            _write_file(stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+            write_synced(stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), exclusive=True)
             staged = checkpoints is not None and Path(checkpoints) == stage / CHECKPOINTS and \
                 (stage / CHECKPOINTS).is_dir()
             # the old run's files the new one does not have (extra files listed in its manifest)
             remove = sorted(set(_old_manifest_files(out)) - set(blobs) - {MANIFEST})
             plan = {"move": [CHECKPOINTS] * staged + list(blobs) + [MANIFEST], "remove": remove}
             name = PLAN
-            _write_file(stage / PLAN, json.dumps(plan).encode())
-            _fsync_dir(stage)
+            write_synced(stage / PLAN, json.dumps(plan).encode(), exclusive=True)
+            fsync_dir(stage, ignore_errors=True)
             name = ""
             commit = out / (COMMIT + stage.name[len(STAGING):])
             with _signals_deferred():  # Ctrl-C waits until the committed run is in place (a few renames)
                 os.rename(stage, commit)  # the new run is written from here on
                 stage = None
-                _fsync_dir(out)
+                fsync_dir(out, ignore_errors=True)
                 _finish_commit(out, commit)
         except BaseException as exc:
             if stage is not None:
                 shutil.rmtree(stage, ignore_errors=True)
             if isinstance(exc, (OSError, SafetensorError, RuntimeError)):
                 where = out / name if name else out
-                raise UserError(f"{where}: cannot write the run ({_cause(exc)}); {out} is left as it was") from None
+                why = failure_cause(exc)
+                raise UserError(f"{where}: cannot write the run ({why}); {out} is left as it was") from None
             raise
     return out
 
@@ -514,7 +489,7 @@ def _finish_commit(out: Path, commit: Path) -> None:
         move = [n for n in plan["move"] if _PLAIN_NAME.match(n)]
         remove = [n for n in plan["remove"] if _PLAIN_NAME.match(n)]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{commit}: an interrupted update of {out} that cannot be finished ({_cause(exc)}); "
+        raise UserError(f"{commit}: an interrupted update of {out} that cannot be finished ({failure_cause(exc)}); "
                         f"move {commit} away to use {out} as it is") from None
     trash = commit / ".old"
     try:
@@ -536,11 +511,11 @@ def _finish_commit(out: Path, commit: Path) -> None:
                 if target.exists() or target.is_symlink():
                     discard(name)
             os.replace(source, target)
-        _fsync_dir(out)
+        fsync_dir(out, ignore_errors=True)
         shutil.rmtree(commit)
     except OSError as exc:
-        raise UserError(f"{out}: cannot put the new run in place ({_cause(exc)}); it is kept in {commit} and put "
-                        f"in place by the next command that reads or writes {out}") from None
+        raise UserError(f"{out}: cannot put the new run in place ({failure_cause(exc)}); it is kept in {commit} "
+                        f"and put in place by the next command that reads or writes {out}") from None
 
 
 def _remove(path: Path) -> None:
@@ -691,7 +666,7 @@ def load_run(run_dir: str | Path, data: Optional[DataSplits] = None, trust_code:
     try:
         state = load_safetensors(weights)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{run_dir / 'model.safetensors'}: cannot read weights ({_cause(exc)})") from None
+        raise UserError(f"{run_dir / 'model.safetensors'}: cannot read weights ({failure_cause(exc)})") from None
     bad = _nonfinite_weight(state)
     if bad is not None:
         raise UserError(f"{run_dir}: model.safetensors holds weights that are not finite (NaN or inf in {bad!r}); "
