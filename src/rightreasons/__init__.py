@@ -21,6 +21,7 @@ from .methods import (
                       IGNorm,
                       IGSumNorm,
                       LossOutput,
+                      Madry,
                       Method,
                       PgdEx,
                       PgdExRRR,
@@ -40,8 +41,8 @@ from .train import TrainConfig, fit, load_run, run_training, save_run
 __version__ = "0.1.0"
 
 __all__ = ["CDEP", "ERM", "RRR", "AvgEx", "Batch", "Certainty", "DataError", "DataSplits", "ExplanationDataset",
-           "FeatureKL", "GroupDRO", "IGNorm", "IGSumNorm", "IbpEx", "IbpExRRR", "LossOutput", "Method", "PgdEx",
-           "PgdExRRR", "StepContext", "TrainConfig", "UserError", "audit", "combine", "contextual_decomposition",
-           "create_method", "create_model", "evaluate", "fit", "input_gradients", "integrated_gradients",
-           "interval_bounds", "load_dataset", "load_run", "margin_bounds", "mask_box", "masked_pgd", "run_training",
-           "save_run"]
+           "FeatureKL", "GroupDRO", "IGNorm", "IGSumNorm", "IbpEx", "IbpExRRR", "LossOutput", "Madry", "Method",
+           "PgdEx", "PgdExRRR", "StepContext", "TrainConfig", "UserError", "audit", "combine",
+           "contextual_decomposition", "create_method", "create_model", "evaluate", "fit", "input_gradients",
+           "integrated_gradients", "interval_bounds", "load_dataset", "load_run", "margin_bounds", "mask_box",
+           "masked_pgd", "run_training", "save_run"]

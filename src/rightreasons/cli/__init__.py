@@ -22,6 +22,7 @@ from .evaluate import evaluate_command
 from .explain import explain_command
 from .find_another import find_another_command
 from .listing import list_command
+from .robustness import robustness_command
 from .sweep import sweep_command
 from .train import train_command
 
@@ -32,8 +33,8 @@ def cli():
     """Learning from explanations: train models that ignore annotated shortcuts, and audit models."""
 
 
-for _command in (train_command, evaluate_command, audit_command, explain_command, bench_command, sweep_command,
-                 find_another_command, list_command, demo_command, data_group):
+for _command in (train_command, evaluate_command, robustness_command, audit_command, explain_command, bench_command,
+                 sweep_command, find_another_command, list_command, demo_command, data_group):
     cli.add_command(_command)
 
 

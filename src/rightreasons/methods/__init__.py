@@ -15,10 +15,11 @@ from .group_dro import GroupDRO
 from .ibp_ex import IbpEx
 from .ig_norm import IGNorm
 from .ig_sum_norm import IGSumNorm
+from .madry import Madry
 from .pgd_ex import PgdEx
 from .registry import METHODS, create_method, register_method
 from .rrr import RRR, Certainty
 
 __all__ = ["CDEP", "ERM", "METHODS", "RRR", "AvgEx", "Certainty", "Combined", "FeatureKL", "GroupDRO", "IGNorm",
-           "IGSumNorm", "IbpEx", "IbpExRRR", "LossOutput", "Method", "PgdEx", "PgdExRRR", "StepContext", "combine",
-           "create_method", "register_method"]
+           "IGSumNorm", "IbpEx", "IbpExRRR", "LossOutput", "Madry", "Method", "PgdEx", "PgdExRRR", "StepContext",
+           "combine", "create_method", "register_method"]
