@@ -179,7 +179,7 @@ def test_a_failing_run_is_reported_and_its_other_seeds_skipped(tmp_path, capsys)
 @pytest.mark.parametrize("args, message", [
     (["--methods", "nope"], "unknown method 'nope'"),
     (["--data", "nope"], "unknown dataset 'nope'"),
-    (["--preset", "nope"], "'nope' is not one of 'heo2023', 'ross2017'"),
+    (["--preset", "nope"], "'nope' is not one of 'chen2019', 'chen2019-full', 'heo2023', 'ross2017'"),
     (["--param", "cdep.lam=1"], "'cdep' is not one of the methods"),
     (["--param", "eta=1"], "no method of this benchmark has a parameter 'eta'"),
     (["--param", "rrr.lam=-1"], "outside"),

@@ -125,6 +125,8 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
 
     threads = threads or max(1, available_cores() // jobs)
     specs = plan_runs(out, datasets, method_names, range(n_seeds), base, method_params, options, threads)
+    if chosen is not None:  # the preset's per-dataset hyperparameters (under --param) and robustness settings
+        specs = chosen.refine(specs, given)
     words = ["rightreasons", "bench"] + (["--preset", chosen.name] if chosen else [])
     words += ["--data", ",".join(datasets), "--methods", ",".join(method_names), "--seeds", str(n_seeds)]
     words += [w for k, v in flags.items() if v is not None for w in (f"--{k.replace('_', '-')}", str(v))]

@@ -1,7 +1,9 @@
 """results.csv: one row per finished run directory under ``DIR/runs``, rebuilt from those directories.
 
 Columns: dataset, method, seed, every scalar test and validation metric (``test_*``, ``val_*``), the
-per-group accuracies as JSON, train seconds, wall seconds, peak memory, and the run's settings.
+robustness report of runs that have one, an entry per column (``test_robustness_natural_accuracy``,
+``test_robustness_pgd_accuracy``, ``test_robustness_topk_intersection``, ``test_robustness_kendall``, and the
+settings), the per-group accuracies as JSON, train seconds, wall seconds, peak memory, and the run's settings.
 Floats are written with full precision (``repr``), so numbers computed from the CSV are exact.
 """
 
@@ -21,6 +23,8 @@ from ..train.run import read_finished_run
 LEADING = ("dataset", "method", "seed", "test_worst_group_accuracy", "test_accuracy", "test_mean_group_accuracy",
            "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason", "test_masked_pgd_accuracy",
            "test_ibp_certified_accuracy")
+#: metrics that are objects of settings and numbers: one column per entry (``test_robustness_kendall``)
+FLATTENED = ("robustness",)
 TRAILING = ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch", "epochs", "model", "params",
             "data_options", "test_group_accuracy", "val_group_accuracy", "run")
 
@@ -47,6 +51,8 @@ def run_row(run_dir: Path) -> dict | None:
         for key, value in (metrics.get(split) or {}).items():
             if _scalar(value):
                 row[f"{split}_{key}"] = value
+            elif key in FLATTENED and isinstance(value, dict):
+                row.update({f"{split}_{key}_{k}": v for k, v in value.items() if _scalar(v) or isinstance(v, str)})
             elif isinstance(value, dict):
                 row[f"{split}_{key}"] = json.dumps(value, sort_keys=True)
     for key in ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch"):

@@ -9,7 +9,7 @@ import click
 
 from ..data.dataset import SPLITS
 from ..methods import METHODS
-from ..train.config import LR_SCHEDULES, SELECTIONS
+from ..train.config import LR_SCHEDULES, ROBUSTNESS_KEYS, SELECTIONS
 
 #: option name -> (flag declarations, click keyword arguments)
 TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
@@ -41,6 +41,11 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                                                              help="Dataset option (repeatable).")),
     "model_options": (("--model-option", "model_options"), dict(multiple=True, metavar="KEY=VALUE",
                                                                 help="Model option (repeatable).")),
+    "robustness": (("--robustness", "robustness"), dict(multiple=True, metavar="KEY=VALUE",
+                                                        help="Evaluate robustness on the test split after training "
+                                                             f"(repeatable; keys: {', '.join(ROBUSTNESS_KEYS)}; eps "
+                                                             "null or absent = the method's training radius; "
+                                                             "--robustness on alone: every default).")),
     "config_file": (("--config", "config_file"), dict(type=click.Path(dir_okay=False),
                                                       help="A config.json to start from.")),
 }
@@ -80,6 +85,19 @@ def trust_code_option(help: str = "Build a model that the run's config.json name
     """``--trust-code``: commands that read a run directory build only registered models unless it is given,
     as a model named ``package.module:factory`` in a downloaded run would run that module's code."""
     return click.option("--trust-code", "trust_code", is_flag=True, help=help)
+
+
+def with_robustness(config, items):
+    """``config`` with the ``--robustness KEY=VALUE`` assignments ``items`` merged into its ``robustness``
+    field (``on`` alone: the field set with every default); no items: ``config`` unchanged."""
+    from ..train.overrides import parse_assignments
+
+    items = tuple(items or ())
+    if not items:
+        return config
+    chosen = [item for item in items if item.strip() != "on"]
+    settings = {**(config.robustness or {}), **parse_assignments(chosen, "--robustness")}
+    return config.replace(robustness=settings)
 
 
 def split_fields(flags: dict) -> tuple[dict, tuple, tuple, tuple]:

@@ -8,14 +8,14 @@ import click
 
 from ..errors import UserError
 from .common import fmt, stderr_log, use_threads
-from .options import split_fields, training_options, trust_code_option
+from .options import split_fields, training_options, trust_code_option, with_robustness
 
 
 @click.command(name="train")
 @training_options("data", "method")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @training_options("model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select", "params",
-                  "data_options", "model_options", "config_file")
+                  "data_options", "model_options", "robustness", "config_file")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out (the old run stays until the new one "
               "is complete).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint (with --epochs N "
@@ -48,7 +48,8 @@ def train_command(out, config_file, overwrite, resume, quiet, trust_code, **flag
         config = TrainConfig.from_dict(read_meta(latest)["config"], where=str(latest / "meta.json"))
     else:
         config = TrainConfig.load(config_file) if config_file else TrainConfig()
-    config = runs.resolved_config(apply_overrides(config, *split_fields(flags)))
+    config = runs.resolved_config(with_robustness(apply_overrides(config, *split_fields(flags)),
+                                                  flags.get("robustness")))
     if latest is not None and not config_file and flags.get("model") is None:  # the model named by a file
         runs.check_trusted_model(config.model, f"{out}: its checkpoint", trust_code)
     if resume:  # refused before any data is loaded: nothing to resume, fewer epochs, another config
@@ -83,7 +84,10 @@ def train_command(out, config_file, overwrite, resume, quiet, trust_code, **flag
                f"worst-group {fmt(test['worst_group_accuracy'])} (of {len(test.get('group_accuracy', {}))} groups), "
                f"mask gradient share {fmt(test.get('mask_gradient_share'))}, "
                f"wrong reason {fmt(test.get('wrong_reason'))}, "
-               f"{output.metrics['train_seconds']:.1f}s -> {out}")
+               + (f"robustness at eps {fmt(robust['eps'])}: PGD acc. {fmt(robust['pgd_accuracy'])}, top-k inter. "
+                  f"{fmt(robust['topk_intersection'])}, Kendall {fmt(robust['kendall'])}, "
+                  if (robust := test.get("robustness")) else "")
+               + f"{output.metrics['train_seconds']:.1f}s -> {out}")
 
 
 def _on_main(step, main_process: bool) -> None:

@@ -15,6 +15,7 @@ all 25 would make the intersection 1 whatever the attack does).
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from typing import Callable, Optional
@@ -60,27 +61,32 @@ def robustness_report(
     ig_steps: int = 50,
     surrogate_beta: Optional[float] = 1.0,
     batch_size: int = 50,
+    restarts: int = 1,
+    seed: int = 0,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> dict:
     """Natural and PGD accuracy, top-k intersection and Kendall tau-b at radius ``eps`` (see the module).
 
     ``pgd_steps`` sign steps of ``pgd_step_size`` (default 2.5 * eps / pgd_steps) from x for the PGD
     accuracy; ``attack_steps`` of ``step_size``, ``k``, ``attack_k``, ``ig_steps`` and ``surrogate_beta`` are
-    the attribution attack's (see ``attribution_robustness``; ``k`` default: see the module). Examples
+    the attribution attack's (see ``attribution_robustness``; ``k`` default: see the module), and so are
+    ``restarts`` (1: the deterministic attack from x; more: Chen et al.'s random restarts, the batch of
+    examples from index i drawing its starts from a generator seeded with ``seed + i``). Examples
     are processed ``batch_size`` at a time and ``progress(done, total)`` is called after each batch.
     Kendall's tau is the mean over batches weighted by their evaluated examples (the overall mean unless
     some maps are constant: NaN taus are left out per batch). Returns ``{"natural_accuracy",
     "pgd_accuracy", "topk_intersection", "kendall", "evaluated", "misclassified", "no_mask", "examples",
-    "eps", "region", "pgd_steps", "attack_steps", "k"}``; with no example to attack, the attribution
-    numbers are NaN and a warning is issued. The model runs in eval mode (restored afterwards); no
-    random numbers are drawn.
+    "eps", "region", "pgd_steps", "attack_steps", "k", "restarts"}``; with no example to attack, the
+    attribution numbers are NaN and a warning is issued. The model runs in eval mode (restored afterwards);
+    no random numbers are drawn from the global RNG (none at all with ``restarts=1``).
     """
     if region not in REGIONS:
         raise UserError(f"region {region!r} is not one of {', '.join(REGIONS)}")
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
         raise UserError(f"robustness_report: eps must be a finite number >= 0, got {eps!r}")
     for name, value, low in (("max_examples", max_examples, 1), ("pgd_steps", pgd_steps, 0),
-                             ("attack_steps", attack_steps, 0), ("batch_size", batch_size, 1)):
+                             ("attack_steps", attack_steps, 0), ("batch_size", batch_size, 1),
+                             ("restarts", restarts, 1), ("seed", seed, 0)):
         _check_int(name, value, low)
     shape = dataset.input_shape
     n_features = math.prod(shape[1:]) if len(shape) >= 3 else math.prod(shape)  # channels summed, as the maps
@@ -111,7 +117,7 @@ def robustness_report(
                 attr = attribution_robustness(
                     model, part, float(eps), attack_steps, k, attack_k=attack_k, step_size=step_size,
                     ig_steps=ig_steps, surrogate_beta=surrogate_beta, region=region, max_examples=len(part),
-                    batch_size=len(part))
+                    batch_size=len(part), restarts=restarts, seed=seed + start)
             for key in counts:
                 counts[key] += attr[key]
             if attr["evaluated"]:
@@ -140,4 +146,36 @@ def robustness_report(
         "pgd_steps": pgd_steps,
         "attack_steps": attack_steps,
         "k": k,
+        "restarts": restarts,
     }
+
+
+#: robustness settings (a run config's ``robustness`` keys) -> robustness_report's keyword arguments
+SETTING_ARGUMENTS = {"examples": "max_examples", "pgd_steps": "pgd_steps", "attack_steps": "attack_steps",
+                     "step_size": "step_size", "k": "k", "attack_k": "attack_k", "ig_steps": "ig_steps",
+                     "restarts": "restarts", "region": "region"}
+
+
+def report_from_settings(model: nn.Module, dataset: ExplanationDataset, settings: dict, method: str, params: dict,
+                         seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> dict:
+    """``robustness_report`` with a run config's ``robustness`` settings (keys: SETTING_ARGUMENTS and ``eps``;
+    eps None or absent = ``training_eps(method, params)``). The result also records the settings used
+    (``step_size``, ``attack_k`` and ``ig_steps``, besides what robustness_report returns)."""
+    unknown = sorted(set(settings) - set(SETTING_ARGUMENTS) - {"eps"})
+    if unknown:
+        raise UserError(f"robustness: unknown setting {unknown[0]!r}; known: eps, {', '.join(SETTING_ARGUMENTS)}")
+    eps = settings.get("eps")
+    if eps is None:
+        eps = training_eps(method, params)
+        if eps is None:
+            raise UserError(f"robustness: method {method!r} has no eps parameter to take the radius from; "
+                            "give robustness.eps")
+    kwargs = {SETTING_ARGUMENTS[key]: value for key, value in settings.items() if key != "eps"}
+    report = robustness_report(model, dataset, float(eps), seed=seed, progress=progress, **kwargs)
+    shape = dataset.input_shape
+    n_features = math.prod(shape[1:]) if len(shape) >= 3 else math.prod(shape)
+    attack_k = kwargs.get("attack_k")
+    defaults = inspect.signature(robustness_report).parameters
+    return {**report, "step_size": float(kwargs.get("step_size", defaults["step_size"].default)),
+            "ig_steps": kwargs.get("ig_steps", defaults["ig_steps"].default),
+            "attack_k": min(2 * report["k"], n_features) if attack_k is None else attack_k}

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..files import atomic_write_text, read_json
 from . import saliency
 from .png import encode_png, write_png
-from .summary import COLUMNS, published_cell, summarize, unmatched_published
+from .summary import published_cell, summarize, table_columns, unmatched_published
 from .svg import line_chart
 
 CURVES = (("val_worst_group_accuracy", "validation worst-group accuracy", (0.0, 1.0)),
@@ -42,11 +42,12 @@ def _img(rgb) -> str:
 
 
 def _table(dataset: str, items) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in ["method", "runs"] + [h for _, h, _ in COLUMNS] + ["published"])
+    cols = table_columns(items)
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["method", "runs"] + [h for _, h, _ in cols] + ["published"])
     body = []
     for item in items:
         cells = [f"<td>{escape(item.method)}</td>", f'<td class="num">{item.runs}</td>']
-        cells += [f'<td class="num">{escape(item.stats[c].format(d))}</td>' for c, _, d in COLUMNS]
+        cells += [f'<td class="num">{escape(item.stats[c].format(d))}</td>' for c, _, d in cols]
         cells.append(f"<td>{escape(published_cell(dataset, item.method))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     extra = unmatched_published(dataset, {i.method for i in items})

@@ -1,6 +1,7 @@
 """results.csv -> summary.md: mean ± standard deviation per dataset and method, computed by code.
 
-The standard deviation is the sample one (n - 1 in the denominator; none for a single run). NaN
+The standard deviation is the sample one (n - 1 in the denominator; none for a single run). Datasets with
+runs that have a robustness report (the ``robustness`` training setting) also show its columns. NaN
 values (e.g. the mask share on data without masks) are left out of a mean. Within a dataset, methods
 are ordered by mean worst-group accuracy, best first; published numbers stand beside ours with their
 source keys, and the sources are listed at the end.
@@ -29,6 +30,15 @@ COLUMNS = (
     ("test_ibp_certified_accuracy", "IBP-cert. acc.", 3),
     ("train_seconds", "train s", 1),
     ("peak_memory_mb", "peak MB", 0),
+)
+#: the robustness report of runs trained with the ``robustness`` setting (shown for datasets with such runs),
+#: placed before the time and memory columns
+ROBUSTNESS_COLUMNS = (
+    ("test_robustness_eps", "attack eps", 2),
+    ("test_robustness_natural_accuracy", "natural acc.", 3),
+    ("test_robustness_pgd_accuracy", "PGD acc.", 3),
+    ("test_robustness_topk_intersection", "top-k inter.", 3),
+    ("test_robustness_kendall", "Kendall", 3),
 )
 
 
@@ -67,12 +77,20 @@ def summarize(rows: list[dict]) -> dict[str, list[MethodSummary]]:
         items = []
         for method in dict.fromkeys(r["method"] for r in mine):
             runs = [r for r in mine if r["method"] == method]
-            stats = {col: stat(r.get(col) for r in runs) for col, _, _ in COLUMNS}
+            stats = {col: stat(r.get(col) for r in runs) for col, _, _ in COLUMNS + ROBUSTNESS_COLUMNS}
             items.append(MethodSummary(method, len(runs), stats))
         key = COLUMNS[0][0]
         items.sort(key=lambda m: -m.stats[key].mean if m.stats[key].n else math.inf)
         out[str(dataset)] = items
     return out
+
+
+def table_columns(items: list[MethodSummary]) -> tuple:
+    """The columns of one dataset's table: COLUMNS, with ROBUSTNESS_COLUMNS before the time and memory ones
+    when some run of the dataset has a robustness report."""
+    if not any(item.stats[col].n for item in items for col, _, _ in ROBUSTNESS_COLUMNS):
+        return COLUMNS
+    return COLUMNS[:-2] + ROBUSTNESS_COLUMNS + COLUMNS[-2:]
 
 
 def published_cell(dataset: str, method: str) -> str:
@@ -92,14 +110,20 @@ def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[s
               "deviation over seeds (runs = number of seeds). Worst-group = worst per-group accuracy "
               "(groups = labels unless the data options say otherwise). "
               "Published numbers: value, metric, [source].", ""]
+    if any(table_columns(items) != COLUMNS for items in summary.values()):
+        lines += ["Robustness (runs trained with the robustness setting): on the first test examples, at the "
+                  "attack eps; natural acc. and PGD acc. = accuracy before / under l_inf PGD, top-k inter. and "
+                  "Kendall = mean top-k intersection and Kendall's tau of IG saliency maps under the top-k "
+                  "attribution attack (correctly classified examples only).", ""]
     used = set()
     for dataset, items in summary.items():
         lines += [f"## {dataset}", ""]
-        header = ["method", "runs"] + [h for _, h, _ in COLUMNS] + ["published"]
-        rule = "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS) + ["---"]) + "|"
+        cols = table_columns(items)
+        header = ["method", "runs"] + [h for _, h, _ in cols] + ["published"]
+        rule = "|" + "|".join(["---"] * 2 + ["---:"] * len(cols) + ["---"]) + "|"
         lines += ["| " + " | ".join(header) + " |", rule]
         for item in items:
-            cells = [item.method, str(item.runs)] + [item.stats[c].format(d) for c, _, d in COLUMNS]
+            cells = [item.method, str(item.runs)] + [item.stats[c].format(d) for c, _, d in cols]
             lines.append("| " + " | ".join(cells + [published_cell(dataset, item.method)]) + " |")
             used.update(p.source for p in published_for(dataset, item.method))
         extra = unmatched_published(dataset, {i.method for i in items})

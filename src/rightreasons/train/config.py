@@ -27,6 +27,60 @@ SEED_LIMIT = 2**62
 COUNT_LIMITS = {"epochs": 100_000, "batch_size": 2**24, "threads": 1024}
 #: how deeply data_options, model_options and params may nest lists and objects
 MAX_NESTING = 32
+#: the keys of the ``robustness`` field: (kind, smallest, largest) of each (see ``check_robustness``)
+ROBUSTNESS_KEYS = {
+    "eps": ("radius", 0.0, None),
+    "examples": ("int", 1, 10**7),
+    "pgd_steps": ("int", 0, 100_000),
+    "attack_steps": ("int", 0, 100_000),
+    "step_size": ("positive", 0.0, None),
+    "k": ("int", 1, 10**7),
+    "attack_k": ("int", 1, 10**7),
+    "ig_steps": ("int", 1, 10_000),
+    "restarts": ("int", 1, 1000),
+    "region": ("choice", ("all", "mask"), None),
+}
+
+
+def check_robustness(value: Any, method: str, params: dict) -> Optional[dict]:
+    """The ``robustness`` field validated: None, or an object whose keys are among ROBUSTNESS_KEYS with
+    counts whole numbers in range, ``step_size`` a finite number > 0, ``eps`` a finite number >= 0 or None
+    (the run's training radius, its method's ``eps``: an error for a method without one) and ``region``
+    all or mask. Returns a copy with integer radii and step sizes as floats. One-line errors name
+    ``robustness.<key>``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UserError(f"config field 'robustness' must be an object of settings or null, got {_short(value)}")
+    out = {}
+    for key, item in value.items():
+        if key not in ROBUSTNESS_KEYS:
+            raise UserError(f"config field 'robustness': unknown key {_short(key)}; known: "
+                            f"{', '.join(ROBUSTNESS_KEYS)}")
+        kind, low, high = ROBUSTNESS_KEYS[key]
+        name = f"robustness.{key}"
+        number = isinstance(item, (int, float)) and not isinstance(item, bool)
+        if kind == "choice":
+            if item not in low:
+                raise UserError(f"config field {name!r} must be one of {', '.join(low)}, got {_short(item)}")
+        elif kind == "int":
+            if not isinstance(item, int) or isinstance(item, bool) or not low <= item <= high:
+                raise UserError(f"config field {name!r} must be a whole number in [{low}, {high}], got {_short(item)}")
+        elif item is None and kind == "radius":
+            pass
+        elif not number or not math.isfinite(float(item)) or (item <= low if kind == "positive" else item < low):
+            what = "a finite number > 0" if kind == "positive" else "a finite number >= 0 or null (the training radius)"
+            raise UserError(f"config field {name!r} must be {what}, got {_short(item)}")
+        else:
+            item = float(item)
+        out[key] = item
+    if out.get("eps") is None:
+        from ..metrics.robustness import training_eps
+
+        if training_eps(method, params) is None:
+            raise UserError(f"config field 'robustness.eps': method {method!r} has no eps parameter to take the "
+                            "radius from; give robustness.eps")
+    return out
 
 
 def _check_options(name: str, options: dict) -> None:
@@ -75,6 +129,10 @@ class TrainConfig:
     threads: Optional[int] = None
     #: what a NaN/inf loss does: stop training (naming step and term) or skip that batch
     on_nonfinite: str = "stop"
+    #: None: no robustness evaluation; else settings of ``metrics.robustness.robustness_report`` on the test split
+    #: (keys: ROBUSTNESS_KEYS; eps None or absent = the method's training radius), stored in metrics.json as
+    #: ``test.robustness``
+    robustness: Optional[dict] = None
 
     def __post_init__(self):
         self.validate()
@@ -125,6 +183,7 @@ class TrainConfig:
                             f"got {self.on_nonfinite!r}")
         if self.select not in SELECTIONS:
             raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+        self.robustness = check_robustness(self.robustness, self.method, self.params)
 
     def model_name(self) -> str:
         """The model to build: ``model``, with "auto" replaced by the dataset's default model (its split

@@ -356,7 +356,11 @@ def run_training(
 ) -> RunOutput:
     """Train as ``config`` says and evaluate on the validation and test splits (on test also masked PGD
     and IBP-certified accuracy over the whole data range, see ``metrics.robust``; checkpointing into
-    ``checkpoint_dir`` after every epoch and, with ``resume``, continuing from its latest checkpoint)."""
+    ``checkpoint_dir`` after every epoch and, with ``resume``, continuing from its latest checkpoint). With
+    ``config.robustness`` set, also the robustness report of ``metrics.robustness`` on the test split at those
+    settings, as ``metrics["test"]["robustness"]`` (random restarts seeded with ``config.seed``)."""
+    from ..metrics.robustness import report_from_settings
+
     config = resolved_config(config)
     method = create_method(config.method, **config.params)
     if data is None:
@@ -370,6 +374,11 @@ def run_training(
         "selected_epoch": result.selected_epoch,
         "history": result.history,
     }
+    if config.robustness is not None:
+        if log is not None:
+            log(f"robustness on test: {config.robustness}")
+        metrics["test"]["robustness"] = report_from_settings(model, data.test, config.robustness, config.method,
+                                                             config.params, seed=config.seed)
     return RunOutput(model, config, metrics, data)
 
 
