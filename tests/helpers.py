@@ -53,3 +53,25 @@ def shortcut_splits(n_train=600, n_eval=300, seed=0) -> DataSplits:
         return ExplanationDataset(x, y, mask, num_classes=2, name="shortcut")
 
     return DataSplits(make(n_train, True), make(n_eval, True), make(n_eval, False))
+
+
+def trained_tiny_mlp(splits: DataSplits, classes: int = 2, steps: int = 60) -> nn.Sequential:
+    """tiny_mlp fitted to ``splits.train`` by full-batch Adam (a model with meaningful saliency maps)."""
+    model = tiny_mlp(classes=classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(splits.train.x), splits.train.y).backward()
+        opt.step()
+    return model
+
+
+def chi2_independence(a, b, k: int = 10) -> float:
+    """Pearson's chi-squared statistic of the k x k contingency table of integer arrays ``a`` and ``b``."""
+    import numpy as np
+
+    table = np.zeros((k, k))
+    np.add.at(table, (a, b), 1)
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    keep = expected > 0
+    return float(((table - expected)[keep] ** 2 / expected[keep]).sum())

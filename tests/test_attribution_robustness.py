@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import shortcut_splits, tiny_cnn, tiny_mlp
+from helpers import shortcut_splits, tiny_cnn, trained_tiny_mlp
 from rightreasons.data import ExplanationDataset
 from rightreasons.errors import UserError
 from rightreasons.metrics.attribution_robustness import attribution_robustness, kendall_tau, topk_intersection
@@ -96,21 +96,11 @@ def test_topk_known_cases_and_slow_reference():
         kendall_tau(a, a[:3])
 
 
-def _trained_mlp(splits):
-    model = tiny_mlp(classes=2)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(60):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(splits.train.x), splits.train.y).backward()
-        opt.step()
-    return model
-
-
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)
     splits = shortcut_splits(n_train=300, n_eval=60)
-    return splits, _trained_mlp(splits)
+    return splits, trained_tiny_mlp(splits)
 
 
 def test_no_attack_means_perfect_agreement(setup):

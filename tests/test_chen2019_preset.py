@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from helpers import shortcut_splits, tiny_mlp
+from helpers import shortcut_splits, trained_tiny_mlp
 from rightreasons.bench import plan_bench
 from rightreasons.bench.presets import PRESETS
 from rightreasons.bench.published import METRIC_LABELS, published_for
@@ -139,21 +139,11 @@ def test_train_robustness_flag_errors_are_one_line(tmp_path, capsys):
 # restarts: restart 0 starts at x (the deterministic attack), the others at seeded uniform points
 
 
-def _trained_mlp(splits):
-    model = tiny_mlp(classes=2)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(60):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(splits.train.x), splits.train.y).backward()
-        opt.step()
-    return model
-
-
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)
     splits = shortcut_splits(n_train=300, n_eval=60)
-    return splits, _trained_mlp(splits)
+    return splits, trained_tiny_mlp(splits)
 
 
 KWARGS = dict(attack_eps=0.3, attack_steps=5, k=5, step_size=0.05, ig_steps=8, max_examples=30)

@@ -8,6 +8,7 @@ import torch
 
 import rightreasons
 from data_fixtures import make_idx_dir
+from helpers import chi2_independence
 from rightreasons.errors import UserError
 
 N_TRAIN, N_TEST = 1200, 2000  # val = last 200 training images
@@ -45,14 +46,6 @@ def shade_values(ds):
     assert np.allclose(v, v[:, :1], atol=1e-4)
     assert np.allclose(v[:, 0], np.round(v[:, 0]), atol=1e-4)
     return np.round(v[:, 0]).astype(int)
-
-
-def chi2_independence(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
-    table = np.zeros((k, k))
-    np.add.at(table, (a, b), 1)
-    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-    keep = expected > 0
-    return float(((table - expected)[keep] ** 2 / expected[keep]).sum())
 
 
 # chi^2 with 81 degrees of freedom has mean 81 and sd ~12.7: 150 is > 5 sd (dependence gives ~ 9 * N)

@@ -10,6 +10,7 @@ import torch
 
 import rightreasons
 from data_fixtures import gz, idx_bytes, make_idx_dir
+from helpers import chi2_independence
 from rightreasons.data import fashion_mnist as fm
 from rightreasons.errors import DataError, UserError
 
@@ -49,14 +50,6 @@ def assert_swatch_masks(ds) -> None:
         assert len(rows) == 16
         r0, c0 = rows.min(), cols.min()
         assert r0 in (0, 24) and c0 in (0, 24) and m[r0:r0 + 4, c0:c0 + 4].all()
-
-
-def chi2_independence(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
-    table = np.zeros((k, k))
-    np.add.at(table, (a, b), 1)
-    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-    keep = expected > 0
-    return float(((table - expected)[keep] ** 2 / expected[keep]).sum())
 
 
 def test_registered_with_decoy_mnist_defaults():
