@@ -578,7 +578,7 @@ def test_an_existing_run_is_refused_without_flags(run, old_run, capsys):
 
 def test_an_update_killed_after_its_commit_is_finished_by_the_next_reader(run, capsys, monkeypatch):
     model, config, data = load_run(run)
-    monkeypatch.setattr(run_module, "_finish_commit", lambda out, commit: None)  # "killed" right after the rename
+    monkeypatch.setattr(run_module, "finish_commit", lambda out, commit: None)  # "killed" right after the rename
     torch.nn.init.zeros_(next(model.parameters()))
     save_run(run, RunOutput(model, config.replace(seed=11), {"test": {}}, data))
     monkeypatch.undo()
