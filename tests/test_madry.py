@@ -139,3 +139,33 @@ def test_training_with_madry_is_robust_where_erm_is_not():
         assert (madry(test.x).argmax(1) == test.y).double().mean() > 0.8
     erm_robust, madry_robust = _pgd_accuracy(erm, test, 0.1), _pgd_accuracy(madry, test, 0.1)
     assert madry_robust > 0.8 and madry_robust > erm_robust + 0.4, (erm_robust, madry_robust)
+
+
+def test_the_eps_ramp_is_erm_during_the_warmup_then_grows_linearly_and_is_saved():
+    model, batch = tiny_mlp(dtype=torch.float64), tiny_batch(dtype=torch.float64)
+    method = Madry(eps=0.3, steps=3, random_start=False, warmup_epochs=1, ramp_epochs=2)
+    method.start_epoch(0, 5)
+    erm = create_method("erm").loss(model, batch, ctx())
+    assert torch.equal(method.loss(model, batch, ctx()).loss, erm.loss)  # warm-up: eps = 0
+    seen = []
+    import rightreasons.methods.madry as module
+
+    def spy(model, x, y, mask, eps, steps, **kwargs):
+        seen.append((eps, kwargs["step_size"]))
+        return masked_pgd(model, x, y, mask, eps, steps, **kwargs)
+
+    for epoch in (1, 2, 3, 4):
+        method.start_epoch(epoch, 5)
+        module_spy = pytest.MonkeyPatch()
+        module_spy.setattr(module, "masked_pgd", spy)
+        method.loss(model, batch, ctx())
+        module_spy.undo()
+    # epoch 1 (the ramp's start) is still eps 0: no attack; halfway at epoch 2; the full radius from epoch 3
+    assert [round(e, 12) for e, _ in seen] == [0.15, 0.3, 0.3]
+    assert all(abs(step - 2.5 * e / 3) < 1e-12 for e, step in seen)
+    state = method.state_dict()
+    fresh = Madry(eps=0.3, steps=3, random_start=False, warmup_epochs=1, ramp_epochs=2)
+    fresh.load_state_dict(state)
+    assert fresh.eps_schedule.current() == method.eps_schedule.current() == 0.3
+    with pytest.raises(UserError, match="unknown state keys"):
+        fresh.load_state_dict({"eps": {"epoch": 1}, "other": 1})

@@ -18,7 +18,8 @@ attribution norm is restricted to the mask too (un-annotated examples get x' = x
 Options: ``eps`` (0.1), ``pgd_steps`` (2), ``step_size`` (0 = 2.5 * eps / pgd_steps), ``random_start``
 (True; required by IG-NORM: its objective has zero gradient at x' = x), ``ig_steps`` (4) and
 ``pgd_ig_steps`` (2) path points, ``chunk_size`` (0 = all path points in one pass), ``region``,
-``clip_min`` / ``clip_max`` (None: the training data's ``input_range``; -inf / inf: no clamp).
+``clip_min`` / ``clip_max`` (None: the training data's ``input_range``; -inf / inf: no clamp),
+``warmup_epochs`` / ``ramp_epochs`` (0, 0: constant eps; otherwise an eps ramp, ``methods/eps_ramp.py``).
 Chen et al.'s MNIST settings (a 2-conv CNN) are eps 0.3, 40 PGD steps of 0.01, 50 IG points (10 in
 the attack), lam 1 / beta 0.1; ours are smaller, what an MLP can afford on a CPU. Why these defaults:
 docs/results/method-tuning.md#ig_norm.
@@ -39,13 +40,15 @@ from ..ops.interval_bounds import mask_box
 from ..ops.modes import eval_mode
 from ..ops.pgd import clip_, sign_pgd
 from .base import Method, StepContext, check_clip_order, clip_range
+from .eps_ramp import RAMP_BOUNDS, RAMP_DEFAULTS, RampedEps
 from .registry import register_method
 
 REGIONS = ("all", "mask")
 RAR_DEFAULTS = {"eps": 0.1, "pgd_steps": 2, "step_size": 0.0, "random_start": True, "ig_steps": 4,
-                "pgd_ig_steps": 2, "chunk_size": 0, "region": "all", "clip_min": None, "clip_max": None}
+                "pgd_ig_steps": 2, "chunk_size": 0, "region": "all", "clip_min": None, "clip_max": None,
+                **RAMP_DEFAULTS}
 RAR_BOUNDS = {"eps": (0.0, None), "pgd_steps": (0, None), "step_size": (0.0, None), "ig_steps": (1, None),
-              "pgd_ig_steps": (1, None), "chunk_size": (0, None)}
+              "pgd_ig_steps": (1, None), "chunk_size": (0, None), **RAMP_BOUNDS}
 
 
 def loss_attribution(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, steps: int,
@@ -59,7 +62,7 @@ def l1_per_example(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).abs().sum(1)
 
 
-class RobustAttribution(Method):
+class RobustAttribution(RampedEps, Method):
     """Shared machinery of IG-NORM and IG-SUM-NORM: the ball, the PGD inner maximisation, the IG term."""
 
     uses_mask = False  # with the default region="all"; region="mask" reads masks (and reduces to ERM on m = 0)
@@ -68,21 +71,22 @@ class RobustAttribution(Method):
     choices = {"region": REGIONS}
 
     def radius(self, batch: Batch) -> torch.Tensor:
-        """Per-feature l_inf radius: eps everywhere, or eps inside the effective mask."""
+        """Per-feature l_inf radius: the current eps everywhere, or inside the effective mask."""
         if self.region == "mask":
-            return self.eps * batch.effective_mask
-        return torch.full_like(batch.x, self.eps)
+            return self.current_eps() * batch.effective_mask
+        return torch.full_like(batch.x, self.current_eps())
 
     def __init__(self, **params):
         super().__init__(**params)
         check_clip_order(self)
+        self.init_ramp()
 
     def attack(self, model: nn.Module, batch: Batch, objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                ctx: StepContext) -> torch.Tensor:
         """Sign-gradient PGD maximising ``objective(x, x_adv)`` (summed over the batch) in the ball."""
         x = batch.x.detach()
         radius = self.radius(batch)
-        if self.eps == 0 or not bool((radius != 0).any()):
+        if self.current_eps() == 0 or not bool((radius != 0).any()):
             return x
         lower, upper = mask_box(x, radius, 1.0, clip_range(self, ctx))
         start = x
@@ -92,7 +96,7 @@ class RobustAttribution(Method):
                                 "StepContext.generator")
             noise = torch.rand(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device)
             start = clip_(x + (2 * noise - 1) * radius, lower, upper)
-        step = self.step_size or 2.5 * self.eps / max(self.pgd_steps, 1)
+        step = self.step_size or 2.5 * self.current_eps() / max(self.pgd_steps, 1)
         with eval_mode(model):
             return sign_pgd(lambda x_adv: objective(x, x_adv), start, lower, upper, self.pgd_steps, step)
 

@@ -19,35 +19,34 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from ..errors import UserError
 from ..ops.masked_pgd import masked_pgd
-from ..ops.schedules import eps_ramp
 from .avg_ex import annotated, explanation_mask, require_generator
 from .base import Method, check_clip_order, clip_range
+from .eps_ramp import RAMP_BOUNDS, RAMP_DEFAULTS, RampedEps
 from .registry import register_method
 
 
 @register_method
-class PgdEx(Method):
+class PgdEx(RampedEps, Method):
     """CE + alpha * CE at the masked PGD adversary (Heo et al. 2023)."""
 
     name = "pgd_ex"
     paper = "Heo, Piratla, Wicker & Weller, NeurIPS 2023"
     defaults = {"alpha": 1.0, "eps": 1.0, "steps": 10, "step_size": 0.0, "step_factor": 2.5,
-                "random_start": False, "clip_min": None, "clip_max": None, "warmup_epochs": 0.0, "ramp_epochs": 0.0}
+                "random_start": False, "clip_min": None, "clip_max": None, **RAMP_DEFAULTS}
     infinite = frozenset({"clip_min", "clip_max"})  # -inf / inf: no clamp
     bounds = {"alpha": (0.0, None), "eps": (0.0, None), "steps": (0, None), "step_size": (0.0, None),
-              "step_factor": (0.0, None), "warmup_epochs": (0.0, None), "ramp_epochs": (0.0, None)}
+              "step_factor": (0.0, None), **RAMP_BOUNDS}
 
     def __init__(self, **params):
         super().__init__(**params)
         check_clip_order(self)
-        self.eps_schedule = eps_ramp(self.eps, self.warmup_epochs, self.ramp_epochs)
+        self.init_ramp()
 
     def penalties(self, model, batch, x, logits, ctx):
         mask = explanation_mask(batch)
         weight = annotated(mask)
-        eps = self.eps_schedule.current()
+        eps = self.current_eps()
         if self.alpha == 0 or not bool(weight.any()):
             return {"pgd_ex": logits.new_zeros(())}
         if eps == 0:  # the box is the point x: the robust CE is the clean CE
@@ -62,15 +61,3 @@ class PgdEx(Method):
                            bounds=clip, random_start=self.random_start, generator=gen)
         robust = F.cross_entropy(model(x_adv), ys, reduction="sum") / len(batch)
         return {"pgd_ex": self.alpha * robust}
-
-    def start_epoch(self, epoch, num_epochs):
-        self.eps_schedule.set_epoch(epoch)
-
-    def state_dict(self):
-        return {"eps": self.eps_schedule.state_dict()}
-
-    def load_state_dict(self, state):
-        unknown = sorted(set(state) - {"eps"})
-        if unknown:
-            raise UserError(f"method {self.name!r}: unknown state keys {unknown}")
-        self.eps_schedule.load_state_dict(state.get("eps", {"epoch": 0}))
