@@ -180,3 +180,16 @@ def test_robustness_report_passes_restarts_through(setup):
     assert two["kendall"] <= one["kendall"] and two["pgd_accuracy"] == one["pgd_accuracy"]
     with pytest.raises(UserError, match="restarts"):
         robustness_report(model, splits.val, 0.3, **kwargs, restarts=0)
+
+
+def test_mnist_trains_the_cnn_with_an_eps_ramp_unless_a_flag_says_otherwise(tmp_path):
+    specs = {(s.config.data, s.config.method): s.config for s in plan_bench(tmp_path, preset="chen2019",
+                                                                             threads=1).specs}
+    for method in ("erm", *ROBUST_METHODS):
+        assert (specs["mnist", method].model, specs["mnist", method].epochs) == ("cnn-strided", 6)
+        assert (specs["fashion-mnist", method].model, specs["fashion-mnist", method].epochs) == ("mlp", 15)
+    for method in ROBUST_METHODS:
+        assert (specs["mnist", method].params["warmup_epochs"], specs["mnist", method].params["ramp_epochs"]) == (1, 2)
+        assert specs["fashion-mnist", method].params["ramp_epochs"] == 0
+    given = plan_bench(tmp_path, preset="chen2019", model="mlp", epochs=3, threads=1).specs
+    assert {(s.config.model, s.config.epochs) for s in given} == {("mlp", 3)}

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .data.dataset import ExplanationDataset
+from .devices import model_device, rand_like
 from .errors import UserError
 from .metrics.evaluate import evaluate, predict
 from .metrics.logits import check_logits, checked_outputs
@@ -52,10 +53,11 @@ def randomised_predictions(model: nn.Module, dataset: ExplanationDataset, genera
     where = f"dataset {dataset.name!r} with its masked region randomised"
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model), torch.no_grad():
         for batch in dataset.batches(batch_size):
-            noise = lo + (hi - lo) * torch.rand(batch.x.shape, generator=generator, dtype=batch.x.dtype)
+            batch = batch.to(model_device(model))
+            noise = lo + (hi - lo) * rand_like(batch.x, generator)
             m = batch.effective_mask.bool()
             logits = check_logits(model(torch.where(m, noise, batch.x)), dataset.num_classes, where, len(batch))
-            preds.append(logits.argmax(1))
+            preds.append(logits.argmax(1).cpu())
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 
 

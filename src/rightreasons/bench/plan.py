@@ -22,7 +22,7 @@ from .harness import RunSpec, available_cores, expand_methods, plan_runs
 from .presets import Preset, get_preset
 
 #: TrainConfig fields the ``bench`` command sets by flags of the same name (``--batch-size`` for batch_size)
-FLAG_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_schedule")
+FLAG_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision")
 #: the preset settings over TrainConfig defaults (None in the preset: the default)
 PRESET_FIELDS = ("epochs", "model", "lr", "lr_schedule")
 DEFAULT_SEEDS = 3
@@ -91,7 +91,8 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
                methods: Optional[str] = None, seeds: Optional[int] = None, model: Optional[str] = None,
                epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
                lr_schedule: Optional[str] = None, params: Sequence[str] = (), data_options: Sequence[str] = (),
-               jobs: int = 1, threads: Optional[int] = None) -> BenchPlan:
+               jobs: int = 1, threads: Optional[int] = None, device: Optional[str] = None,
+               precision: Optional[str] = None) -> BenchPlan:
     """The benchmark the ``bench`` command's flags describe, writing nothing. ``data`` and ``methods`` are
     comma-separated names (default: the preset's; methods ``mask`` without a preset); ``params`` and
     ``data_options`` are ``[SCOPE.]KEY=VALUE`` strings; ``threads`` defaults to the cores over ``jobs``.
@@ -110,7 +111,7 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
 
     settings = {k: getattr(chosen, k) for k in PRESET_FIELDS} if chosen else {}
     base = TrainConfig(**{k: v for k, v in settings.items() if v is not None})
-    flags = dict(zip(FLAG_FIELDS, (model, epochs, batch_size, lr, lr_schedule)))
+    flags = dict(zip(FLAG_FIELDS, (model, epochs, batch_size, lr, lr_schedule, device, precision)))
     base = base.replace(**{k: v for k, v in flags.items() if v is not None})
 
     method_params = {m: dict(v) for m, v in (chosen.params if chosen else {}).items()}
@@ -126,7 +127,7 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
     threads = threads or max(1, available_cores() // jobs)
     specs = plan_runs(out, datasets, method_names, range(n_seeds), base, method_params, options, threads)
     if chosen is not None:  # the preset's per-dataset hyperparameters (under --param) and robustness settings
-        specs = chosen.refine(specs, given)
+        specs = chosen.refine(specs, given, flags)
     words = ["rightreasons", "bench"] + (["--preset", chosen.name] if chosen else [])
     words += ["--data", ",".join(datasets), "--methods", ",".join(method_names), "--seeds", str(n_seeds)]
     words += [w for k, v in flags.items() if v is not None for w in (f"--{k.replace('_', '-')}", str(v))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import fmt, print_table, strict_json
-from .options import data_override_options, split_option, trust_code_option
+from .options import data_override_options, device_option, split_option, trust_code_option
 
 #: (result key, row label) of the audit table, in order
 ROWS = (("accuracy", "accuracy"), ("worst_group_accuracy", "worst-group accuracy"),
@@ -27,15 +27,16 @@ ROWS = (("accuracy", "accuracy"), ("worst_group_accuracy", "worst-group accuracy
               help="Random fillings of the masked region.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random fillings.")
 @trust_code_option()
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def audit_command(run_dir, data, data_options, split, eps, steps, draws, seed, as_json, trust_code):
+def audit_command(run_dir, data, data_options, split, eps, steps, draws, seed, as_json, trust_code, device):
     """Does a saved model rely on the annotated (masked) region? Prints the checks and a verdict."""
     from ..audit import audit
     from ..train.overrides import parse_assignments
     from ..train.run import load_run_on
 
     model, config, splits = load_run_on(run_dir, data, parse_assignments(data_options, "--data-option"),
-                                         trust_code=trust_code)
+                                         trust_code=trust_code, device=device)
     dataset = splits.split(split)
     result = audit(model, dataset, eps=eps, steps=steps, draws=draws, seed=seed)
     result["run"] = str(run_dir)

@@ -17,7 +17,7 @@ from .options import training_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Benchmark directory.")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)),
               help="A published comparison (flags given here override it).")
-@training_options("model", "epochs", "batch_size", "lr", "lr_schedule")
+@training_options("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision")
 @click.option("--param", "params", multiple=True, metavar="[METHOD.]KEY=VALUE",
               help="Method hyperparameter; without METHOD, for every method that has KEY (repeatable).")
 @click.option("--data-option", "data_options", multiple=True, metavar="[DATASET.]KEY=VALUE",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import fmt, print_table, strict_json
-from .options import data_override_options, split_option, trust_code_option
+from .options import data_override_options, device_option, split_option, trust_code_option
 
 
 @click.command(name="evaluate")
@@ -17,8 +17,9 @@ from .options import data_override_options, split_option, trust_code_option
 @click.option("--pgd-steps", type=click.IntRange(min=0), default=20, show_default=True)
 @click.option("--no-robust", is_flag=True, help="Skip masked PGD and IBP-certified accuracy.")
 @trust_code_option()
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(run_dir, data, data_options, split, eps, pgd_steps, no_robust, as_json, trust_code):
+def evaluate_command(run_dir, data, data_options, split, eps, pgd_steps, no_robust, as_json, trust_code, device):
     """Re-evaluate a saved model on a dataset split."""
     from ..metrics import evaluate
     from ..metrics.robust import robust_metrics
@@ -26,7 +27,7 @@ def evaluate_command(run_dir, data, data_options, split, eps, pgd_steps, no_robu
     from ..train.run import load_run_on
 
     model, config, splits = load_run_on(run_dir, data, parse_assignments(data_options, "--data-option"),
-                                         trust_code=trust_code)
+                                         trust_code=trust_code, device=device)
     dataset = splits.split(split)
     metrics = evaluate(model, dataset)
     if not no_robust:

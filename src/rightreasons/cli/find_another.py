@@ -22,7 +22,8 @@ TOY_COLORS_COLUMNS = {"model": "model", "accuracy": "acc", "rule": "rule", "corn
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for model-1, model-2, ...")
 @click.option("--threshold", default=0.67, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True),
               help="A feature joins the mask where |grad| > threshold * max |grad| (per example).")
-@training_options("method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "params",
+@training_options("method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "device",
+                  "precision", "params",
                   "data_options", "model_options",
                   method=dict(default="rrr", show_default=True, help="A mask-reading method to train each model with."))
 @click.option("--overwrite", is_flag=True, help="Replace runs already in --out.")

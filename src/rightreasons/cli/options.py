@@ -7,8 +7,10 @@ from typing import Callable
 
 import click
 
+from ..data.augment import PRESETS as AUGMENT_PRESETS
 from ..data.dataset import SPLITS
 from ..methods import METHODS
+from ..precision import PRECISIONS
 from ..train.config import LR_SCHEDULES, ROBUSTNESS_KEYS, SELECTIONS
 
 #: option name -> (flag declarations, click keyword arguments)
@@ -33,6 +35,10 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                                                                                  "(default cosine).")),
     "threads": (("--threads",), dict(type=click.IntRange(min=1), help="torch threads (default: OMP_NUM_THREADS, "
                                                                      "else all cores).")),
+    "device": (("--device",), dict(metavar="DEVICE", help="Where to train: auto (default: a GPU when there is one, "
+                                                          "else the CPU), cpu, cuda, cuda:N or mps.")),
+    "precision": (("--precision",), dict(type=click.Choice(PRECISIONS), help="fp32 (default), or bf16 / fp16 "
+                                                                            "autocast (fp16 with loss scaling).")),
     "select": (("--select",), dict(type=click.Choice(SELECTIONS), help="Keep the last epoch (default) or the best on "
                                                                         "the validation split (never test).")),
     "params": (("--param", "params"), dict(multiple=True, metavar="KEY=VALUE",
@@ -46,12 +52,19 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                                                              f"(repeatable; keys: {', '.join(ROBUSTNESS_KEYS)}; eps "
                                                              "null or absent = the method's training radius; "
                                                              "--robustness on alone: every default).")),
+    "augment": (("--augment",), dict(type=click.Choice(sorted(AUGMENT_PRESETS)), help="Augment every training "
+                                     "batch, image and mask together: a preset (flip, standard, strong; "
+                                     "docs/augmentation.md).")),
+    "augment_options": (("--augment-option", "augment_options"), dict(multiple=True, metavar="KEY=VALUE",
+                                                                     help="Augmentation option, over the preset "
+                                                                          "(repeatable; e.g. vflip=0.5).")),
     "config_file": (("--config", "config_file"), dict(type=click.Path(dir_okay=False),
                                                       help="A config.json to start from.")),
 }
 
 #: the TrainConfig fields among the flags (the rest are KEY=VALUE lists and the config file)
-FIELD_FLAGS = ("data", "method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select")
+FIELD_FLAGS = ("data", "method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select",
+               "device", "precision")
 
 
 def training_options(*names: str, **changes: dict) -> Callable:
@@ -80,6 +93,13 @@ def data_override_options(command: Callable) -> Callable:
     return click.option("--data", help="Dataset to use (default: the one the model was trained on).")(command)
 
 
+def device_option() -> Callable:
+    """``--device``: where a command that reads a run directory runs its model (default auto)."""
+    return click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+                        help="Where to run the model: auto (a GPU when there is one, else the CPU), cpu, cuda, "
+                             "cuda:N or mps.")
+
+
 def trust_code_option(help: str = "Build a model that the run's config.json names as package.module:factory "
                                         "(imports and runs that module: only for runs you trust).") -> Callable:
     """``--trust-code``: commands that read a run directory build only registered models unless it is given,
@@ -98,6 +118,21 @@ def with_robustness(config, items):
     chosen = [item for item in items if item.strip() != "on"]
     settings = {**(config.robustness or {}), **parse_assignments(chosen, "--robustness")}
     return config.replace(robustness=settings)
+
+
+def with_augment(config, preset, items):
+    """``config`` with ``--augment PRESET`` and the ``--augment-option KEY=VALUE`` assignments ``items`` merged
+    into its ``augment`` field; neither given: ``config`` unchanged."""
+    from ..train.overrides import parse_assignments
+
+    items = tuple(items or ())
+    if preset is None and not items:
+        return config
+    settings = dict(config.augment or {})
+    if preset is not None:
+        settings = {"preset": preset}
+    settings.update(parse_assignments(items, "--augment-option"))
+    return config.replace(augment=settings)
 
 
 def split_fields(flags: dict) -> tuple[dict, tuple, tuple, tuple]:

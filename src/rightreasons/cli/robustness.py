@@ -7,7 +7,7 @@ import sys
 import click
 
 from .common import fmt, print_table, strict_json
-from .options import data_override_options, split_option, trust_code_option
+from .options import data_override_options, device_option, split_option, trust_code_option
 
 
 @click.command(name="robustness")
@@ -27,9 +27,10 @@ from .options import data_override_options, split_option, trust_code_option
 @click.option("--k", "k", type=click.IntRange(min=1), help="Top-k features compared (default 100, at most a quarter "
               "of the features).")
 @trust_code_option()
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (a list, one object per run).")
 def robustness_command(run_dirs, data, data_options, split, eps, region, examples, pgd_steps, attack_steps, k,
-                       trust_code, as_json):
+                       trust_code, device, as_json):
     """PGD accuracy and attribution robustness (top-k intersection, Kendall's tau) of saved runs."""
     from ..errors import UserError
     from ..metrics.robustness import robustness_report, training_eps
@@ -39,7 +40,7 @@ def robustness_command(run_dirs, data, data_options, split, eps, region, example
     options = parse_assignments(data_options, "--data-option")
     loaded = []
     for run_dir in run_dirs:  # load every run and settle its radius before the first (slow) attack
-        model, config, splits = load_run_on(run_dir, data, options, trust_code=trust_code)
+        model, config, splits = load_run_on(run_dir, data, options, trust_code=trust_code, device=device)
         radius = eps if eps is not None else training_eps(config.method, config.params)
         if radius is None:
             raise UserError(f"{run_dir}: method {config.method!r} has no eps parameter to take the radius from; "

@@ -8,13 +8,14 @@ import click
 
 from ..errors import UserError
 from .common import fmt, stderr_log, use_threads
-from .options import split_fields, training_options, trust_code_option, with_robustness
+from .options import split_fields, training_options, trust_code_option, with_augment, with_robustness
 
 
 @click.command(name="train")
 @training_options("data", "method")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
-@training_options("model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select", "params",
+@training_options("model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "device", "precision",
+                  "select", "augment", "augment_options", "params",
                   "data_options", "model_options", "robustness", "config_file")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out (the old run stays until the new one "
               "is complete).")
@@ -48,8 +49,10 @@ def train_command(out, config_file, overwrite, resume, quiet, trust_code, **flag
         config = TrainConfig.from_dict(read_meta(latest)["config"], where=str(latest / "meta.json"))
     else:
         config = TrainConfig.load(config_file) if config_file else TrainConfig()
-    config = runs.resolved_config(with_robustness(apply_overrides(config, *split_fields(flags)),
-                                                  flags.get("robustness")))
+    config = apply_overrides(config, *split_fields(flags))
+    config = with_augment(with_robustness(config, flags.get("robustness")), flags.get("augment"),
+                          flags.get("augment_options"))
+    config = runs.resolved_config(config)
     if latest is not None and not config_file and flags.get("model") is None:  # the model named by a file
         runs.check_trusted_model(config.model, f"{out}: its checkpoint", trust_code)
     if resume:  # refused before any data is loaded: nothing to resume, fewer epochs, another config

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..devices import rand_like
 from ..errors import UserError
 from .base import Method, StepContext
 from .registry import register_method
@@ -56,10 +57,11 @@ class AvgEx(Method):
         gen = require_generator(self.name, ctx)
         base = batch.x.detach()
         shape = (self.samples,) + tuple(base.shape)
+        buffer = base.new_empty(shape)
         if self.noise == "uniform":  # in place on one buffer: u = (2 * U(0, 1) - 1) * eps
-            noisy = torch.rand(shape, generator=gen, dtype=base.dtype, device=base.device).mul_(2).sub_(1)
+            noisy = rand_like(buffer, gen).mul_(2).sub_(1)
         else:
-            noisy = torch.randn(shape, generator=gen, dtype=base.dtype, device=base.device)
+            noisy = rand_like(buffer, gen, normal=True)
         noisy = noisy.mul_(self.eps).mul_(mask).add_(base).flatten(0, 1)  # x + m * u
         ce = F.cross_entropy(model(noisy), batch.y.repeat(self.samples), reduction="none")
         ce = ce.view(self.samples, -1).mean(0)

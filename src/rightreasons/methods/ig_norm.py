@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..batch import Batch
+from ..devices import rand_like
 from ..errors import UserError
 from ..ops.integrated_gradients import integrated_gradients
 from ..ops.interval_bounds import mask_box
@@ -94,7 +95,7 @@ class RobustAttribution(RampedEps, Method):
             if ctx.generator is None:
                 raise UserError(f"method {self.name!r} draws random numbers: pass a torch.Generator as "
                                 "StepContext.generator")
-            noise = torch.rand(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device)
+            noise = rand_like(x, ctx.generator)
             start = clip_(x + (2 * noise - 1) * radius, lower, upper)
         step = self.step_size or 2.5 * self.current_eps() / max(self.pgd_steps, 1)
         with eval_mode(model):

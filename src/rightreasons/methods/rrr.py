@@ -13,6 +13,7 @@ annotation (``has_mask`` False) contribute nothing to the penalty.
 import torch
 
 from ..ops.input_gradients import GRADIENT_TARGETS, gradient_target
+from ..precision import input_grad
 from .base import Method
 from .registry import register_method
 
@@ -52,7 +53,7 @@ class RRR(Method):
         if self.lam == 0 or not bool(mask.any()):  # nothing to penalise: skip the double backward
             return {"rrr": logits.new_zeros(())}
         score = gradient_target(self.target)(logits, batch.y)
-        (grad,) = torch.autograd.grad(score, x, create_graph=True)
+        (grad,) = input_grad(score, x, create_graph=True)
         return {"rrr": self.lam * masked_gradient_norm(grad, mask, self.norm).mean()}
 
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.dataset import ExplanationDataset
+from ..devices import model_device, rand_like
 from ..errors import UserError
 from ..ops.integrated_gradients import integrated_gradients
 from ..ops.interval_bounds import mask_box
@@ -195,7 +196,7 @@ def attribution_attack(model, x, y, radius, *, steps, step_size, attack_k, k, at
         if restart == 0:
             start = x
         else:  # uniform in the clipped box, drawn on the CPU so a seed gives the same points on every device
-            start = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            start = rand_like(x, generator)
             start = torch.minimum(torch.maximum(start.mul_(upper - lower).add_(lower), lower), upper)
         sign_pgd(top_mass, start, lower, upper, steps, step_size, maximize=False, on_step=keep_best)
     return s0, best_s
@@ -262,8 +263,10 @@ def attribution_robustness(
     counts = {"misclassified": 0, "no_mask": 0}
     where = f"dataset {dataset.name!r}"
     generator = torch.Generator().manual_seed(seed) if restarts > 1 else None
+    device = model_device(model)
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
         for batch in subset.batches(batch_size):
+            batch = batch.to(device)
             x = batch.x.detach()
             with torch.no_grad():
                 keep = check_logits(model(x), dataset.num_classes, where, len(batch)).argmax(1) == batch.y
@@ -280,8 +283,8 @@ def attribution_robustness(
                 k=k, attribution=attribution, ig_steps=ig_steps, chunk_size=chunk_size,
                 surrogate_beta=surrogate_beta, criterion=criterion, clip_min=clip_min, clip_max=clip_max,
                 restarts=restarts, generator=generator)
-            inter.append(topk_intersection(s0, s1, k))
-            kend.append(kendall_tau(s0, s1))
+            inter.append(topk_intersection(s0, s1, k).cpu())
+            kend.append(kendall_tau(s0, s1).cpu())
     evaluated = sum(t.numel() for t in inter)
     if evaluated == 0:
         reason = ("no non-empty mask among correctly classified examples" if region == "mask"

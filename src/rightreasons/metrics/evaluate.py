@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ExplanationDataset
+from ..devices import model_device
 from ..ops.modes import eval_mode
 from .accuracy import accuracy_metrics
 from .logits import check_logits, checked_outputs
@@ -18,9 +19,11 @@ def predict(model: nn.Module, dataset: ExplanationDataset, batch_size: int = 100
     """Predicted labels for every example."""
     preds = []
     where = f"dataset {dataset.name!r}"
+    device = model_device(model)
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model), torch.no_grad():
         for batch in dataset.batches(batch_size):
-            preds.append(check_logits(model(batch.x), dataset.num_classes, where, len(batch)).argmax(1))
+            batch = batch.to(device)
+            preds.append(check_logits(model(batch.x), dataset.num_classes, where, len(batch)).argmax(1).cpu())
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 
 
@@ -36,14 +39,16 @@ def evaluate(
     share = MaskShareAccumulator() if mask_share else None
     preds = []
     where = f"dataset {dataset.name!r}"
+    device = model_device(model)
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
         for batch in dataset.batches(batch_size):
+            batch = batch.to(device)
             if share is not None:
                 logits = share.update(model, batch, where, dataset.num_classes)  # checked there
             else:
                 with torch.no_grad():
                     logits = check_logits(model(batch.x), dataset.num_classes, where, len(batch))
-            preds.append(logits.argmax(1))
+            preds.append(logits.argmax(1).cpu())
     pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
     out = accuracy_metrics(pred, dataset.y, dataset.group)
     if share is not None:

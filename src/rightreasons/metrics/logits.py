@@ -61,12 +61,19 @@ def check_logits(logits: Any, num_classes: Optional[int], where: str, batch: Opt
 
 def check_module(model: Any) -> None:
     """Refuse anything but an ``nn.Module`` whose ``nn.Module.__init__`` ran (a subclass that forgot to
-    call ``super().__init__()`` has no parameter table)."""
+    call ``super().__init__()`` has no parameter table) and whose tensors are on one real device."""
     if not isinstance(model, nn.Module):
         raise UserError(f"model: expected an nn.Module, got {type(model).__name__}")
     if "_parameters" not in vars(model):
         raise UserError(f"model: {type(model).__name__}.__init__ does not call super().__init__(), so it is not "
                         "a working nn.Module")
+    devices = sorted({str(t.device) for t in (*model.parameters(), *model.buffers())})
+    if "meta" in devices:
+        raise UserError("model: some of its tensors are on the meta device (shapes without values); build or load "
+                        "it on a real device")
+    if len(devices) > 1:
+        raise UserError(f"model: its parameters and buffers are on several devices ({', '.join(devices)}); move it "
+                        "to one with model.to(device)")
 
 
 #: how autograd says that a differentiated tensor (here: the input) is not in the graph of the output

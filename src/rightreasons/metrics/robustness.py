@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ExplanationDataset
+from ..devices import model_device
 from ..errors import UserError
 from ..ops.masked_pgd import masked_pgd
 from ..ops.modes import eval_mode
@@ -103,7 +104,7 @@ def robustness_report(
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
         for start in range(0, total, batch_size):
             index = torch.arange(start, min(start + batch_size, total))
-            part, batch = subset.subset(index), subset.batch(index)
+            part, batch = subset.subset(index), subset.batch(index).to(model_device(model))
             mask = torch.ones_like(batch.x) if region == "all" else batch.effective_mask
             x_adv = masked_pgd(model, batch.x, batch.y, mask, float(eps), pgd_steps, step_size=pgd_step_size,
                                bounds=dataset.input_range)

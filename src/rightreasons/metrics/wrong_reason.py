@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ExplanationDataset
+from ..devices import model_device
 from ..errors import UserError
 from ..ops.input_gradients import input_gradients
 from ..ops.modes import eval_mode
@@ -86,8 +87,10 @@ def wrong_reason_score(
     ``target``, model in eval mode, restored afterwards); NaN with a warning when none is annotated."""
     total, count = 0.0, 0
     where = f"dataset {dataset.name!r}"
+    device = model_device(model)
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
         for batch in dataset.batches(batch_size):
+            batch = batch.to(device)
             keep = batch.has_mask & (batch.mask.flatten(1) != 0).any(1)
             if not bool(keep.any()):
                 continue

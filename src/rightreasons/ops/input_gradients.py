@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..precision import input_grad
 
 
 def log_prob_sum(logits: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -71,5 +72,5 @@ def input_gradients(
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
-        (grad,) = torch.autograd.grad(score(logits, y), x, create_graph=create_graph)
+        (grad,) = input_grad(score(logits, y), x, create_graph=create_graph)
     return grad, logits

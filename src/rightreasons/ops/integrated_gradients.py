@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..precision import input_grad
 
 Target = Union[int, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 RULES = ("right", "midpoint", "trapezoid")
@@ -78,7 +79,7 @@ def _chunk_gradient(model, score, alphas, weights, x, baseline, create_graph):
     if scores.shape != (c, x.shape[0]):
         raise UserError(f"integrated_gradients: target must give one score per example ({x.shape[0]},), "
                         f"got {tuple(scores.shape[1:])}")
-    (grad,) = torch.autograd.grad(scores.sum(), z, create_graph=create_graph)
+    (grad,) = input_grad(scores.sum(), z, create_graph=create_graph)
     return (weights.view(shape) * grad.view(c, *x.shape)).sum(0)
 
 

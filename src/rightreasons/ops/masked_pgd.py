@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import rand_like
 from ..errors import UserError
 from .interval_bounds import mask_box
 from .modes import eval_mode
@@ -79,7 +80,7 @@ def masked_pgd(
     if step_size is None:
         step_size = 2.5 * eps / steps if steps > 0 else 0.0
     if random_start:
-        x_adv = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x_adv = rand_like(x, generator)
         x_adv = clip_(x_adv.mul_(upper - lower).add_(lower), lower, upper)
     else:
         x_adv = x.clone()

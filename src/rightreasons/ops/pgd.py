@@ -13,6 +13,8 @@ from typing import Callable, Optional
 
 import torch
 
+from ..precision import input_grad
+
 
 def clip_(t: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """In place: t <- min(max(t, lower), upper)."""
@@ -31,7 +33,7 @@ def sign_pgd(objective: Callable[[torch.Tensor], torch.Tensor], start: torch.Ten
     with torch.enable_grad():
         for _ in range(steps):
             x.requires_grad_(True)
-            (grad,) = torch.autograd.grad(objective(x), x)
+            (grad,) = input_grad(objective(x), x)
             x.requires_grad_(False)  # the graph is gone: update in place
             clip_(x.add_(grad.sign_(), alpha=sign * step_size), lower, upper)
             if on_step is not None:

@@ -70,6 +70,11 @@ def _save_state(state: dict, path: Path) -> None:
         write_synced(path, buffer.getvalue())
 
 
+def _on_cpu(state: dict) -> dict:
+    """Tensors of a state dict detached, on the CPU and contiguous (what safetensors stores, from any device)."""
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
 def save_checkpoint(root: str | Path, epoch: int, model_state: dict, state: dict, config: dict,
                     best_state: Optional[dict] = None, keep: int = 1) -> Path:
     """Write checkpoint ``epoch`` under ``root`` atomically and point ``root/latest`` at it. A write that
@@ -84,9 +89,9 @@ def save_checkpoint(root: str | Path, epoch: int, model_state: dict, state: dict
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         os.chmod(tmp, 0o777 & ~umask())  # as mkdir makes directories (mkdtemp makes them owner-only)
-        write_synced(tmp / "model.safetensors", save({k: v.detach().contiguous() for k, v in model_state.items()}))
+        write_synced(tmp / "model.safetensors", save(_on_cpu(model_state)))
         if best_state is not None:
-            write_synced(tmp / "best.safetensors", save({k: v.detach().contiguous() for k, v in best_state.items()}))
+            write_synced(tmp / "best.safetensors", save(_on_cpu(best_state)))
         _save_state(state, tmp / "state.pt")
         files = sorted(p.name for p in tmp.iterdir())
         for f in files:
@@ -192,7 +197,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         model = load_file(str(path / "model.safetensors"))
         best = load_file(str(path / "best.safetensors")) if "best.safetensors" in expected else None
-        state = torch.load(path / "state.pt", weights_only=True)
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except (SafetensorError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"{path}: cannot load checkpoint ({str(exc).splitlines()[0]})") from None
     return {"meta": meta, "model": model, "best": best, "state": state}

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..devices import check_device_name
 from ..errors import UserError
 from ..files import MAX_SETTINGS_BYTES, read_json, shown_path
 from ..files import shown_value as _short
+from ..precision import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy")
@@ -83,6 +85,21 @@ def check_robustness(value: Any, method: str, params: dict) -> Optional[dict]:
     return out
 
 
+def check_augment(value: Any) -> None:
+    """The ``augment`` field: None or an object of augmentation options (``data.augment``), validated."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise UserError(f"config field 'augment' must be an object of augmentation options (e.g. "
+                        f"{{\"preset\": \"standard\"}}) or null, got {_short(value)}")
+    from ..data.augment import create_augmentation
+
+    try:
+        create_augmentation(value)
+    except UserError as exc:
+        raise UserError(f"config field 'augment': {exc}") from None
+
+
 def _check_options(name: str, options: dict) -> None:
     """Keys are strings; no NaN at any depth (it never means a setting); at most MAX_NESTING levels."""
     stack = [(options, name, 0)]
@@ -133,6 +150,13 @@ class TrainConfig:
     #: (keys: ROBUSTNESS_KEYS; eps None or absent = the method's training radius), stored in metrics.json as
     #: ``test.robustness``
     robustness: Optional[dict] = None
+    #: where to train: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps
+    device: str = "auto"
+    #: fp32, or the loss under bf16 / fp16 autocast (fp16 with loss scaling), see ``rightreasons.precision``
+    precision: str = "fp32"
+    #: None: no augmentation; else the options of ``data.augment`` (a "preset" key and overrides), applied to
+    #: every training batch, image and mask together, seeded from ``seed``
+    augment: Optional[dict] = None
 
     def __post_init__(self):
         self.validate()
@@ -183,6 +207,13 @@ class TrainConfig:
                             f"got {self.on_nonfinite!r}")
         if self.select not in SELECTIONS:
             raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"config field 'precision' must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        try:
+            check_device_name(self.device)
+        except UserError as exc:
+            raise UserError(f"config field 'device': {exc}") from None
+        check_augment(self.augment)
         self.robustness = check_robustness(self.robustness, self.method, self.params)
 
     def model_name(self) -> str:

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..batch import Batch
+from ..devices import model_device, resolve_device
 from ..errors import UserError
 from ..methods.base import LossOutput, Method, StepContext
 
@@ -40,8 +41,18 @@ def init_from_env() -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return dist.is_initialized()
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":  # one GPU per process: the local rank's
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
     return True
+
+
+def training_device(name: str) -> torch.device:
+    """The device ``name`` resolves to; under torchrun a CUDA device without an index is the local rank's GPU."""
+    device = resolve_device(name)
+    if device.type == "cuda" and world()[1] > 1 and (name.strip() in ("auto", "cuda")):
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def barrier() -> None:
@@ -90,8 +101,10 @@ def wrap(model: nn.Module, method: Method, static_graph: bool = False) -> nn.Mod
     if static_graph:
         raise UserError("static_graph=True silently breaks input-gradient penalties; refusing to use it")
     check_static_graph(model)
+    device = model_device(model)
     return nn.parallel.DistributedDataParallel(MethodStep(model, method), static_graph=False,
-                                               find_unused_parameters=False)
+                                               find_unused_parameters=False,
+                                               device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def shard(index: torch.Tensor, rank: int, size: int) -> torch.Tensor:
@@ -108,7 +121,8 @@ def all_reduce_mean(value: float, weight: float) -> float:
     """Weighted mean of ``value`` over processes (for logging)."""
     if world()[1] == 1:
         return value
-    t = torch.tensor([value * weight, weight], dtype=torch.float64)
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([value * weight, weight], dtype=torch.float64, device=on)
     dist.all_reduce(t)
     return (t[0] / t[1]).item() if t[1] else float("nan")
 
@@ -119,4 +133,4 @@ def destroy() -> None:
 
 
 __all__ = ["MethodStep", "available_cores", "barrier", "check_static_graph", "destroy", "init_from_env",
-           "is_main_process", "local_cores", "loss_scale", "shard", "world", "wrap"]
+           "is_main_process", "local_cores", "loss_scale", "shard", "training_device", "world", "wrap"]

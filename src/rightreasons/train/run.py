@@ -32,14 +32,17 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ..data import DataSplits, load_dataset
+from ..devices import resolve_device
 from ..errors import UserError
 from ..files import failure_cause, fsync_dir, write_synced
 from ..methods import create_method
 from ..metrics.evaluate import evaluate
 from ..metrics.robust import robust_metrics
 from ..models import create_model
+from ..models.registry import imports_code
 from .checkpoint import CheckpointError, latest_checkpoint, read_meta
 from .config import TrainConfig
+from .distributed import training_device
 from .rundir import (
     CHECKPOINTS,
     COMMIT,
@@ -89,7 +92,7 @@ def resolved_config(config: TrainConfig) -> TrainConfig:
 def check_trusted_model(model: str, where: str, trust_code: bool) -> None:
     """Refuse to build a model named as ``package.module:factory`` that came from a file (a run's config.json,
     a checkpoint) unless ``trust_code``: building it imports that module, which runs its code."""
-    if trust_code or ":" not in str(model):
+    if trust_code or not imports_code(str(model)):
         return
     module = str(model).partition(":")[0]
     raise UserError(f"{where}: names model {model!r}, which would import and run the Python module {module!r}; "
@@ -212,7 +215,7 @@ def run_training(
     method = create_method(config.method, **config.params)
     if data is None:
         data = load_dataset(config.data, seed=config.seed, **config.data_options)
-    model = build_model(config, data.input_shape, data.num_classes)
+    model = build_model(config, data.input_shape, data.num_classes).to(training_device(config.device))
     result = fit(model, method, data, config, log=log, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     metrics = {
         "test": {**evaluate(model, data.test), **robust_metrics(model, data.test)},
@@ -249,7 +252,7 @@ def save_run(out: str | Path, output: RunOutput, checkpoints: Optional[str | Pat
     for name in extra:
         if not PLAIN_NAME.match(name) or name in (*RUN_FILES, MANIFEST, CHECKPOINTS):
             raise ValueError(f"save_run: extra file name {name!r} is not a plain file name of its own")
-    state = {k: v.detach().contiguous() for k, v in output.model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in output.model.state_dict().items()}
     bad = _nonfinite_weight(state)
     if bad is not None:
         raise UserError(f"{out}: not saved: the trained weights are not finite (NaN or inf in {bad!r})")
@@ -302,18 +305,22 @@ def _load_config(run_dir: Path, manifest: Optional[dict], trust_code: bool) -> T
     return config
 
 
-def load_run(run_dir: str | Path, data: Optional[DataSplits] = None, trust_code: bool = False
-             ) -> tuple[nn.Module, TrainConfig, DataSplits]:
-    """Rebuild a saved model (weights loaded safely from safetensors) and its config and data. Verifies the
-    manifest when there is one, refuses weights that are NaN or infinite, and refuses a config that names a
-    model as ``package.module:factory`` (importing it runs that module) unless ``trust_code``."""
+def load_run(run_dir: str | Path, data: Optional[DataSplits] = None, trust_code: bool = False,
+             device: str = "cpu") -> tuple[nn.Module, TrainConfig, DataSplits]:
+    """Rebuild a saved model (weights loaded safely from safetensors, onto ``device``: a run trained on a
+    GPU loads on the CPU) and its config and data. Verifies the manifest when there is one, refuses weights
+    that are NaN or infinite, and refuses a config that names a model as ``package.module:factory``
+    (importing it runs that module) unless ``trust_code``."""
     run_dir = Path(run_dir)
     manifest = verified_run(run_dir)
     config = _load_config(run_dir, manifest, trust_code)
     weights = read_run_file(run_dir, "model.safetensors", manifest)
     if data is None:
         data = load_dataset(config.data, seed=config.seed, **config.data_options)
-    model = build_model(config, data.input_shape, data.num_classes)
+    # the run's own weights replace whatever a weights=PATH model option loaded at training time (that file
+    # need not exist any more)
+    options = {k: v for k, v in config.model_options.items() if k != "weights"}
+    model = build_model(config.replace(model_options=options), data.input_shape, data.num_classes)
     try:
         state = load_safetensors(weights)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -328,21 +335,21 @@ def load_run(run_dir: str | Path, data: Optional[DataSplits] = None, trust_code:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{run_dir / 'model.safetensors'}: weights do not fit model {config.model!r} "
                         f"({first})") from None
-    return model, config, data
+    return model.to(resolve_device(device)), config, data
 
 
 def load_run_on(run_dir: str | Path, dataset: Optional[str] = None, data_options: Optional[dict] = None,
-                trust_code: bool = False) -> tuple[nn.Module, TrainConfig, DataSplits]:
+                trust_code: bool = False, device: str = "cpu") -> tuple[nn.Module, TrainConfig, DataSplits]:
     """:func:`load_run`, with the model evaluated on ``dataset`` (default: the run's own) built with the
     run's seed. The run's data options carry over when the dataset is the run's own; ``data_options``
     are merged over them."""
     if dataset is None and not data_options:
-        return load_run(run_dir, trust_code=trust_code)
+        return load_run(run_dir, trust_code=trust_code, device=device)
     run_dir = Path(run_dir)
     config = _load_config(run_dir, verified_run(run_dir), trust_code)
     options = {**(config.data_options if dataset in (None, config.data) else {}), **(data_options or {})}
     return load_run(run_dir, data=load_dataset(dataset or config.data, seed=config.seed, **options),
-                    trust_code=trust_code)
+                    trust_code=trust_code, device=device)
 
 
 def read_finished_run(run_dir: str | Path) -> tuple[dict, dict]:

@@ -25,12 +25,15 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..console import stderr_console
+from ..data.augment import create_augmentation
 from ..data.dataset import DataSplits, ExplanationDataset
+from ..devices import model_device
 from ..errors import UserError
 from ..methods.base import Method, StepContext
 from ..metrics.evaluate import evaluate
 from ..metrics.logits import check_logits, check_module, checked_outputs, first_line
 from ..ops.modes import eval_mode, train_mode
+from ..precision import autocast, grad_scaler, input_grad_scale
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import barrier, check_static_graph, loss_scale, shard, world, wrap
@@ -82,10 +85,10 @@ def _nonfinite_message(out, step: int, epoch: int) -> Optional[str]:
 
 
 #: config fields that may differ between a checkpoint and the run resuming it
-RESUMABLE_CHANGES = ("epochs", "threads")
+RESUMABLE_CHANGES = ("epochs", "threads", "device")
 
 
-def _restore(checkpoint_dir, config, model, optimizer, method, gens) -> Optional[dict]:
+def _restore(checkpoint_dir, config, model, optimizer, method, gens, scaler) -> Optional[dict]:
     path = latest_checkpoint(checkpoint_dir)
     if path is None:
         return None
@@ -106,6 +109,11 @@ def _restore(checkpoint_dir, config, model, optimizer, method, gens) -> Optional
     for name, gen in gens.items():
         gen.set_state(state["rng"][name])
     torch.set_rng_state(state["rng"]["torch"])
+    device = model_device(model)
+    if device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    if scaler is not None:
+        scaler.load_state_dict(state["scaler"])
     state["best_state"] = ckpt["best"]
     return state
 
@@ -150,23 +158,31 @@ def fit(
     check_outputs(model, train_set)  # and so does this: outputs that are not finite (batch, num_classes) logits
     step_fn = wrap(model, method) if size > 1 else (lambda b, c: method.loss(model, b, c))
     say = _logger(log, rank)
-    # the run's own random streams for shuffling and for the method, and the optimiser
+    # the run's own random streams for shuffling and for the method (CPU generators, on every device),
+    # the optimiser, and the loss scaler of fp16
     gens = {"shuffle": torch.Generator().manual_seed(config.seed),
             "method": torch.Generator().manual_seed(config.seed + 1_000_003)}
+    augmentation = create_augmentation(config.augment)
+    if augmentation is not None:  # image and mask moved together, from a stream of its own
+        augmentation.check(train_set.batch(torch.arange(1)), train_set.input_range)
+        gens["augment"] = torch.Generator().manual_seed(config.seed + 3_000_017)
     optimizer = make_optimizer(model, config)
+    scaler = grad_scaler(model_device(model), config.precision)
     result = TrainResult(model)
     steps_per_epoch = train_set.num_batches(config.batch_size)
     where = f"training data {train_set.name!r}"
     with checked_outputs(model, train_set.num_classes, where), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 2_000_003)  # dropout and other in-model randomness
         # continue after the latest checkpoint (with resume), else start afresh
-        run = _resume(checkpoint_dir if resume else None, config, model, optimizer, method, gens, result, say)
+        run = _resume(checkpoint_dir if resume else None, config, model, optimizer, method, gens, scaler, result,
+                      say)
         with _progress(progress and rank == 0, (config.epochs - run.epoch) * steps_per_epoch) as bar:
             for epoch in range(run.epoch, config.epochs):
                 # advance the method's schedules, then one pass over the shuffled training split
                 epoch_start = time.perf_counter()
                 method.start_epoch(epoch, config.epochs)
-                sums, skipped = _train_epoch(epoch, run, model, step_fn, optimizer, train_set, config, gens, bar, say)
+                sums, skipped = _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, train_set,
+                                             config, gens, bar, say)
                 # the epoch's record: mean loss terms, skipped batches, validation metrics, seconds
                 record = _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start)
                 run.seconds += record["seconds"]
@@ -176,7 +192,7 @@ def fit(
                 run.epoch = epoch + 1
                 # the first process writes a checkpoint; it is complete before any process goes on
                 _write_checkpoint(checkpoint_dir if rank == 0 else None, run, result, config, model, optimizer,
-                                  method, gens)
+                                  method, gens, scaler)
                 barrier()
                 say(_format_epoch(record, config.epochs))
     # the model kept: the best epoch's weights, or the last ones
@@ -197,7 +213,7 @@ def check_outputs(model: nn.Module, train_set: ExplanationDataset) -> None:
     where training initialises it."""
     if len(train_set) == 0:
         return
-    batch = train_set.batch(torch.arange(min(2, len(train_set))))
+    batch = train_set.batch(torch.arange(min(2, len(train_set)))).to(model_device(model))
     lazy = any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
     probe = copy.deepcopy(model) if lazy else model
     where = f"training data {train_set.name!r} (before training)"
@@ -231,10 +247,10 @@ def _logger(log: Optional[Callable[[str], None]], rank: int) -> Callable[[str], 
     return log if log is not None and rank == 0 else (lambda line: None)
 
 
-def _resume(checkpoint_dir, config, model, optimizer, method, gens, result, say) -> _Run:
+def _resume(checkpoint_dir, config, model, optimizer, method, gens, scaler, result, say) -> _Run:
     """Restore model, optimiser, method, random streams, history and selection from the latest checkpoint in
     ``checkpoint_dir`` and return where training stands; a fresh start without a directory or a checkpoint."""
-    restored = _restore(checkpoint_dir, config, model, optimizer, method, gens) if checkpoint_dir else None
+    restored = _restore(checkpoint_dir, config, model, optimizer, method, gens, scaler) if checkpoint_dir else None
     if restored is None:
         return _Run()
     result.history, result.selected_epoch = list(restored["history"]), restored["selected_epoch"]
@@ -243,11 +259,14 @@ def _resume(checkpoint_dir, config, model, optimizer, method, gens, result, say)
                 best_score=restored["best_score"], best_state=restored["best_state"])
 
 
-def _train_epoch(epoch, run, model, step_fn, optimizer, train_set, config, gens, bar, say) -> tuple[dict, int]:
-    """One pass over the shuffled training split, counting steps in ``run.step``: per batch the method's loss,
-    a stop on (or skip of) a non-finite loss, the scheduled learning rate, backward and an optimiser step.
-    Returns the sums of the loss and of each term over the batches used, and the number of batches skipped."""
+def _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, train_set, config, gens, bar, say
+                 ) -> tuple[dict, int]:
+    """One pass over the shuffled training split, counting steps in ``run.step``: per batch the method's loss
+    (on the model's device, under autocast for bf16 / fp16), a stop on (or skip of) a non-finite loss, the
+    scheduled learning rate, backward (loss-scaled for fp16) and an optimiser step. Returns the sums of the loss
+    and of each term over the batches used, and the number of batches skipped."""
     rank, size = world()
+    device = model_device(model)
     total_steps = config.epochs * train_set.num_batches(config.batch_size)
     sums: dict[str, float] = {}
     skipped = 0
@@ -257,12 +276,22 @@ def _train_epoch(epoch, run, model, step_fn, optimizer, train_set, config, gens,
             local = shard(index, rank, size) if size > 1 else index
             ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=run.step, generator=gens["method"],
                               input_range=train_set.input_range)
-            out = step_fn(train_set.batch(local), ctx)
+            batch = train_set.batch(local).to(device)
+            if augmentation is not None:
+                batch = augmentation(batch, gens["augment"], train_set.input_range)
+            with autocast(device, config.precision), input_grad_scale(scaler.get_scale() if scaler else 1.0):
+                out = step_fn(batch, ctx)
             run.step += 1
             bar.update(1)
             # a non-finite loss stops training, or skips the batch
             problem = _nonfinite_message(out, run.step - 1, epoch)
             if problem is not None:
+                if scaler is not None and scaler.get_scale() > 1.0:
+                    # fp16: scaled input gradients overflowed at this loss scale; halve it, skip the batch
+                    scale = _lower_scale(scaler, device)
+                    skipped += 1
+                    say(f"skipped: {problem}; fp16 loss scale lowered to {scale:g}")
+                    continue
                 if config.on_nonfinite == "stop":
                     raise NonFiniteLossError(problem)
                 skipped += 1
@@ -277,13 +306,26 @@ def _train_epoch(epoch, run, model, step_fn, optimizer, train_set, config, gens,
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, run.step - 1, total_steps)
             optimizer.zero_grad(set_to_none=True)
-            (out.loss * loss_scale(len(local), len(index), size) if size > 1 else out.loss).backward()
-            optimizer.step()
+            loss = out.loss * loss_scale(len(local), len(index), size) if size > 1 else out.loss
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16: scaled backward; a step whose gradients overflowed is skipped, the scale adapts
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             # the sums of the loss and its terms
             sums["loss"] = sums.get("loss", 0.0) + out.loss.item()
             for key, value in out.terms.items():
                 sums[key] = sums.get(key, 0.0) + value.item()
     return sums, skipped
+
+
+def _lower_scale(scaler: "torch.amp.GradScaler", device: torch.device) -> float:
+    """Halve the fp16 loss scale (what the scaler does after an overflowing step) and return the new scale."""
+    scaler.scale(torch.zeros((), device=device))  # the scaler's state exists once it has scaled something
+    scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
+    return scaler.get_scale()
 
 
 def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start) -> dict:
@@ -313,7 +355,7 @@ def _select_best(record, config, model, run, result) -> None:
         run.best_state = copy.deepcopy(model.state_dict())
 
 
-def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, method, gens) -> None:
+def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, method, gens, scaler) -> None:
     """Write the checkpoint of epoch ``run.epoch`` into ``checkpoint_dir`` (nothing when it is None): weights,
     optimiser, method and random-stream states, counters, history and the best weights so far."""
     if checkpoint_dir is None:
@@ -322,6 +364,11 @@ def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, met
              "method": method.state_dict(), "history": result.history, "best_score": run.best_score,
              "selected_epoch": result.selected_epoch,
              "rng": {**{k: g.get_state() for k, g in gens.items()}, "torch": torch.get_rng_state()}}
+    device = model_device(model)
+    if device.type == "cuda":  # in-model randomness (dropout) on the GPU draws from the device's generator
+        state["rng"]["cuda"] = torch.cuda.get_rng_state(device)
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
     save_checkpoint(checkpoint_dir, run.epoch, model.state_dict(), state, config.to_dict(), run.best_state)
 
 
