@@ -173,7 +173,8 @@ def test_all_unsupported_layers_listed_in_one_error():
     assert "Linear" not in message and "ReLU" not in message
 
 
-def test_custom_container_is_not_skipped():
+def test_custom_container_is_traced_not_skipped():
+    # formerly refused as a whole; now traced with torch.fx, and what it calls must have rules
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -182,8 +183,16 @@ def test_custom_container_is_not_skipped():
         def forward(self, x):
             return self.fc(x).relu()
 
-    with pytest.raises(UserError, match="Net"):
-        contextual_decomposition(Net(), torch.rand(2, 3), torch.ones(2, 3))
+    class Sorted(Net):
+        def forward(self, x):
+            return self.fc(x).sort(1).values
+
+    x = torch.rand(2, 3, dtype=torch.float64)
+    net = Net().double()
+    rel, irrel = contextual_decomposition(net, x, torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64))
+    torch.testing.assert_close(rel + irrel, net(x), rtol=0, atol=1e-12)
+    with pytest.raises(UserError, match=r"Tensor\.sort"):
+        contextual_decomposition(Sorted(), torch.rand(2, 3), torch.ones(2, 3))
 
 
 def test_registered_rule_is_used():
@@ -236,5 +245,8 @@ def test_sequential_subclasses_walked_only_without_their_own_forward():
     plain = Plain(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).double()
     rel, irrel = contextual_decomposition(plain, x, mask)
     torch.testing.assert_close(rel + irrel, plain(x), rtol=0, atol=1e-12)
-    with pytest.raises(UserError, match="Scaled"):
-        contextual_decomposition(Scaled(nn.Linear(4, 2)), x, mask)
+    # a subclass with its own forward is traced (formerly refused): 3 * (its children in order)
+    scaled = Scaled(*plain).double()
+    rel3, irrel3 = contextual_decomposition(scaled, x, mask)
+    torch.testing.assert_close(rel3, 3 * rel, rtol=0, atol=1e-12)
+    torch.testing.assert_close(rel3 + irrel3, scaled(x), rtol=0, atol=1e-12)

@@ -2,6 +2,7 @@
 analytic bound of a linear layer, agreement with a slow independent interval-arithmetic implementation,
 the margin bound's tightness, and one error listing every unsupported module."""
 
+import copy
 import itertools
 import math
 
@@ -269,11 +270,14 @@ def test_other_supported_layers_are_sound():
     assert model[4].training is False
 
 
-def test_batch_norm_in_train_mode_is_refused():
+def test_batch_norm_in_train_mode_uses_the_batch_statistics():
+    # formerly refused; now the clean batch's statistics (here the box centre x) are a fixed affine map
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2)).train()
     x = torch.rand(5, 4)
-    with pytest.raises(UserError, match="train mode"):
-        interval_bounds(model, x, x)
+    before = model[1].running_mean.clone()
+    lb, ub = interval_bounds(model, x, x)
+    torch.testing.assert_close(lb, copy.deepcopy(model)(x))
+    assert torch.equal(lb, ub) and torch.equal(model[1].running_mean, before)
     model.eval()
     lb, ub = interval_bounds(model, x, x)
     torch.testing.assert_close(lb, model(x))

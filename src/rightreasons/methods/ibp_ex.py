@@ -51,6 +51,9 @@ class IbpEx(Method):
         self.kappa_schedule = ce_weight_schedule(self.kappa_end, self.warmup_epochs, self.ramp_epochs)
 
     def check_model(self, model):
+        """Any model interval bounds support (nn.Sequential chains, torch.fx-traceable graphs such as ResNets),
+        batch norm in train mode included: the box is normalised with the clean batch's statistics and the
+        running statistics move once per step, from the clean forward pass."""
         check_bounded(model, margin=self.bound == "margin")
 
     def ce_weight(self, ctx):
@@ -59,7 +62,7 @@ class IbpEx(Method):
     def _worst_logits(self, model, batch, mask, eps, clip):
         if self.bound == "margin":
             return -masked_ibp(model, batch.x, batch.y, mask, eps, bounds=clip)
-        lower, upper = interval_bounds(model, *mask_box(batch.x, mask, eps, clip))
+        lower, upper = interval_bounds(model, *mask_box(batch.x, mask, eps, clip), clean_batch=batch.x)
         is_y = F.one_hot(batch.y, upper.shape[1]).bool()
         return torch.where(is_y, lower, upper)
 

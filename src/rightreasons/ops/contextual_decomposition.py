@@ -9,7 +9,7 @@ per layer type, and every rule keeps ``relevant + irrelevant`` equal to the laye
 
 Rules (r, i = relevant and irrelevant parts of a layer's input):
 
-* affine layers ``y = A x + b`` (Linear, Conv1d/2d/3d, BatchNorm in eval mode): ``r' = A r + b * |A r| /
+* affine layers ``y = A x + b`` (Linear, Conv1d/2d/3d, BatchNorm): ``r' = A r + b * |A r| /
   (|A r| + |A i|)``, ``i' = A i + b * |A i| / (|A r| + |A i|)``: the bias is split in proportion to the
   two contributions, elementwise, as CDEP's and ACD's ``propagate_conv_linear`` do. Where both
   contributions are exactly 0 (CDEP's code divides by 1e-19 there and silently drops the bias, breaking
@@ -27,12 +27,20 @@ Rules (r, i = relevant and irrelevant parts of a layer's input):
 * max pooling: positions are chosen by pooling ``r + i`` and both parts are gathered there (CDEP/ACD).
 * linear maps without bias (AvgPool, AdaptiveAvgPool, Flatten, Unflatten) apply to both parts;
   Identity and Dropout are the identity (CD decomposes the eval-mode function).
+* batch norm uses its running statistics (CD decomposes the eval-mode function); a batch norm in train
+  mode or without running statistics normalises with the batch statistics (per-channel mean and biased
+  variance) of the full input ``r + i``, used as one fixed affine map for both parts.
 * ``nn.Sequential`` (nested too, or a subclass that does not override ``forward``) is decomposed
-  child by child.
+  child by child; any other model is traced with ``torch.fx`` (``ops.graph``): a residual sum ``a + b``
+  adds relevant parts and irrelevant parts (``a - b`` subtracts them), multiplying or dividing by a
+  constant scales both, adding a constant splits it like a bias, ``torch.cat`` concatenates both,
+  reshapes, means and average pooling apply to both, functional activations and max pooling use the rules
+  of their layers, and sizes (``x.size(0)``) are read from ``r + i``.
 
-Anything else (an LSTM, a custom module whose ``forward`` we cannot see) is reported: every unsupported
-module is listed in ONE :class:`UserError`; nothing is skipped. Users add rules with
-:func:`register_cd_rule`. The decomposition is differentiable (CDEP trains through it).
+Anything else (an LSTM, an unknown function, a model fx cannot trace) is reported: every unsupported
+module or operation is listed in ONE :class:`UserError`; nothing is skipped. Users add rules with
+:func:`register_cd_rule` (those layer types are never traced into). The decomposition is differentiable
+(CDEP trains through it).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from . import graph
 from .modes import eval_mode
 
 Rule = Callable[[nn.Module, torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
@@ -77,14 +86,15 @@ def _conv(m, r, i, opts):
 
 
 def _batchnorm(m: nn.modules.batchnorm._BatchNorm, r, i, opts):
-    if m.running_mean is None or m.running_var is None:
-        raise UserError(f"contextual decomposition: {type(m).__name__} without running statistics "
-                        "(track_running_stats=False) uses batch statistics and cannot be decomposed")
     shape = (1, -1) + (1,) * (r.dim() - 2)
-    scale = torch.rsqrt(m.running_var + m.eps)
+    if m.training or m.running_mean is None or m.running_var is None:  # batch statistics of the full input
+        var, mean = torch.var_mean(r + i, dim=[0, *range(2, r.dim())], correction=0)
+    else:
+        mean, var = m.running_mean, m.running_var
+    scale = torch.rsqrt(var + m.eps)
     if m.weight is not None:
         scale = scale * m.weight
-    shift = -m.running_mean * scale
+    shift = -mean * scale
     if m.bias is not None:
         shift = shift + m.bias
     scale, shift = scale.view(shape), shift.view(shape)
@@ -165,40 +175,72 @@ def register_cd_rule(layer_type: type, rule: Rule) -> None:
     _RULES[layer_type] = rule
 
 
-def unsupported_modules(model: nn.Module) -> list[str]:
-    """Names (with types) of every module the rule table cannot decompose, in model order."""
-    bad: list[str] = []
+_WHAT = "contextual decomposition"
 
-    def visit(module: nn.Module, name: str) -> None:
-        if _is_sequential(module):
-            for child_name, child in module.named_children():
-                visit(child, f"{name}.{child_name}" if name else child_name)
-        elif type(module) not in _RULES:
-            bad.append(f"{name or '<model>'} ({type(module).__name__})")
 
-    visit(model, "")
+def _program(model: nn.Module) -> graph.Program:
+    with eval_mode(model):  # CD decomposes the eval-mode function: trace that one
+        return graph.program(model, frozenset(_RULES), _WHAT)
+
+
+def _problems(prog: graph.Program) -> list[str]:
+    bad = []
+    for step in prog.steps:
+        if step.kind == "module" and type(step.module) not in _RULES:
+            bad.append(f"{step.label} ({type(step.module).__name__})")
+        elif step.kind == "unsupported":
+            bad.append(f"{step.label}: {step.reason}")
     return bad
 
 
+def unsupported_modules(model: nn.Module) -> list[str]:
+    """Names (with types) of every module, and every operation of a traced model, that the rule table
+    cannot decompose, in model order; raises a one-line :class:`UserError` if torch.fx cannot trace it."""
+    return _problems(_program(model))
+
+
 def check_decomposable(model: nn.Module) -> None:
-    """Raise one :class:`UserError` listing every module the rule table cannot decompose."""
-    bad = unsupported_modules(model)
+    """Raise one :class:`UserError` listing every module or operation the rule table cannot decompose."""
+    _checked(model)
+
+
+def _checked(model: nn.Module) -> graph.Program:
+    prog = _program(model)
+    bad = _problems(prog)
     if bad:
         raise UserError("contextual decomposition has no rule for: " + ", ".join(bad)
-                        + " (use nn.Sequential of supported layers, or register_cd_rule)")
+                        + " (use supported layers and operations, or register_cd_rule)")
+    return prog
 
 
-def _is_sequential(module: nn.Module) -> bool:
-    """An ``nn.Sequential`` (or a subclass that keeps its forward): its children run in order."""
-    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+class _Parts:
+    """How each kind of step (``ops.graph``) maps the pair (relevant, irrelevant)."""
 
+    def __init__(self, opts: dict):
+        self.opts = opts
 
-def _propagate(module: nn.Module, r: torch.Tensor, i: torch.Tensor, opts: dict):
-    if _is_sequential(module):
-        for child in module:
-            r, i = _propagate(child, r, i, opts)
-        return r, i
-    return _RULES[type(module)](module, r, i, opts)
+    def module(self, step: graph.Step, v):
+        return _RULES[type(step.module)](step.module, v[0], v[1], self.opts)
+
+    def linear(self, fn, v):
+        return fn(v[0]), fn(v[1])
+
+    def add(self, a, b, alpha):
+        return torch.add(a[0], b[0], alpha=alpha), torch.add(a[1], b[1], alpha=alpha)
+
+    def affine(self, v, mul, div, offset):
+        r, i = v
+        if mul is not None:
+            r, i = r * mul, i * mul
+        if div is not None:
+            r, i = r / div, i / div
+        return (r, i) if offset is None else _split_bias(r, i, offset, self.opts)
+
+    def cat(self, values, dim):
+        return torch.cat([r for r, _ in values], dim), torch.cat([i for _, i in values], dim)
+
+    def representative(self, v):
+        return v[0] + v[1]
 
 
 def contextual_decomposition(
@@ -212,7 +254,8 @@ def contextual_decomposition(
 
     ``relevant`` is the contribution of the masked region ``x * mask`` (mask = 1 marks it; broadcastable
     to ``x``), ``irrelevant`` that of ``x * (1 - mask)``. The model runs in eval mode (dropout off,
-    batch norm on running statistics) and its modes are restored afterwards. Differentiable.
+    batch norm on running statistics; without running statistics on the batch's, see the module docstring)
+    and its modes are restored afterwards. Differentiable.
     """
     if bias_rule not in BIAS_RULES:
         raise UserError(f"bias_rule {bias_rule!r} is not one of {', '.join(BIAS_RULES)}")
@@ -229,7 +272,7 @@ def contextual_decomposition(
     if torch.broadcast_shapes(mask.shape, x.shape) != x.shape:
         raise UserError(f"contextual_decomposition: mask shape {tuple(mask.shape)} would enlarge x shape "
                         f"{tuple(x.shape)}")
-    check_decomposable(model)
+    prog = _checked(model)
     opts = {"bias_rule": bias_rule, "activation_rule": activation_rule}
     with eval_mode(model):
-        return _propagate(model, x * mask, x * (1 - mask), opts)
+        return graph.run(prog, model, _Parts(opts), (x * mask, x * (1 - mask)))
