@@ -335,7 +335,7 @@ CASES = [
     (f_duplicate_file, "labels.csv row 4: file 'img/001.png' already listed in row 3"),
     (f_bad_split, "labels.csv row 2: split value 'training' is not one of train, val, test"),
     (f_empty_test_split, "labels.csv: the test split is empty (the split column has no such rows)"),
-    (f_unknown_option, "unknown option(s) colour; known: allow_outside, channels, classes, mask_invert"),
+    (f_unknown_option, "unknown option(s) colour; known: allow_outside, cache, channels, classes, mask_invert"),
     (f_bad_size, "option size must be N or H,W (positive integers), got 'big'"),
     (f_bad_channels, "option channels must be 1 or 3, got 4"),
     (f_bad_normalize, "option normalize must be none, imagenet or MEAN,STD, got 'zscore'"),
@@ -406,7 +406,7 @@ def test_tensors_rejected_with_shapes_named(build, expected):
 
 
 CONFIG_CASES = [
-    ('{"epoch": 3}', "unknown field 'epoch'; known fields: batch_size, data, data_options"),
+    ('{"epoch": 3}', "unknown field 'epoch'; known fields: augment, batch_size, data, data_options"),
     ('{"epochs": "3"}', "config field 'epochs' must be a positive integer or null, got '3'"),
     ('{"data_options": [1]}', "config field 'data_options' must be dict, got [1]"),
     ('{"epochs": 3,}', "invalid JSON at line 1 column"),

@@ -105,7 +105,7 @@ def audit(model: nn.Module, dataset: ExplanationDataset, eps: Optional[float] = 
         raise UserError(f"audit: eps must be a finite number >= 0, got {eps!r}")
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise UserError(f"audit: draws must be an integer >= 1, got {draws!r}")
-    annotated = dataset.has_mask & dataset.mask.flatten(1).any(1)
+    annotated = dataset.annotated(batch_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # no annotation: NaN share, reported as cannot_audit
         base = evaluate(model, dataset, batch_size=batch_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 
@@ -57,7 +57,64 @@ def warn_missing_classes(name: str, num_classes: int, *labels, stacklevel: int =
     return missing
 
 
-class ExplanationDataset:
+class BatchedDataset:
+    """What training and the metrics use of a dataset: ``len``, ``batch(index)`` and seeded minibatches.
+
+    :class:`ExplanationDataset` holds tensors; ``data.streaming.StreamingImageDataset`` decodes its
+    examples when a batch is asked for (in ``workers`` processes).
+    """
+
+    #: processes decoding batches in :meth:`iter_batches` (in-memory datasets ignore it)
+    workers: int = 0
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batch(self, index: torch.Tensor | slice) -> Batch:
+        raise NotImplementedError
+
+    def index_batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: Optional[torch.Generator] = None,
+        drop_last: bool = False,
+    ) -> Iterator[torch.Tensor]:
+        """The example indices of each minibatch; with ``shuffle`` the order comes from ``generator`` only."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else None
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            end = min(start + batch_size, n)
+            yield order[start:end] if order is not None else torch.arange(start, end)
+
+    def annotated(self, batch_size: int = 1000) -> torch.Tensor:
+        """(N,) bool: the examples that are annotated (``has_mask``) with a mask that is not empty."""
+        flags = [b.has_mask & b.mask.flatten(1).any(1).bool() for b in self.batches(batch_size)]
+        return torch.cat(flags) if flags else torch.zeros(0, dtype=torch.bool)
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: Optional[torch.Generator] = None,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Iterate over minibatches; with ``shuffle`` the order comes from ``generator`` only."""
+        yield from self.iter_batches(self.index_batches(batch_size, shuffle, generator, drop_last))
+
+    def iter_batches(self, index_batches: Iterable[torch.Tensor]) -> Iterator[Batch]:
+        """The :meth:`batch` of each index tensor, in the order given."""
+        for index in index_batches:
+            yield self.batch(index)
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        return len(self) // batch_size if drop_last else -(-len(self) // batch_size)
+
+
+class ExplanationDataset(BatchedDataset):
     """Tensors of inputs, labels, masks (1 = ignore), groups and annotation flags, all of length N.
 
     Indexing yields ``(x, y, mask, group, has_mask)``; :meth:`batches` yields :class:`Batch` objects
@@ -165,37 +222,6 @@ class ExplanationDataset:
         """The examples at ``index`` as a :class:`Batch` (mask cast to the dtype of x)."""
         x = self.x[index]
         return Batch(x, self.y[index], self.mask[index].to(x.dtype), self.group[index], self.has_mask[index])
-
-    def index_batches(
-        self,
-        batch_size: int,
-        shuffle: bool = False,
-        generator: Optional[torch.Generator] = None,
-        drop_last: bool = False,
-    ) -> Iterator[torch.Tensor]:
-        """The example indices of each minibatch; with ``shuffle`` the order comes from ``generator`` only."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else None
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            end = min(start + batch_size, n)
-            yield order[start:end] if order is not None else torch.arange(start, end)
-
-    def batches(
-        self,
-        batch_size: int,
-        shuffle: bool = False,
-        generator: Optional[torch.Generator] = None,
-        drop_last: bool = False,
-    ) -> Iterator[Batch]:
-        """Iterate over minibatches; with ``shuffle`` the order comes from ``generator`` only."""
-        for index in self.index_batches(batch_size, shuffle, generator, drop_last):
-            yield self.batch(index)
-
-    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        return len(self) // batch_size if drop_last else -(-len(self) // batch_size)
 
     def subset(self, index: torch.Tensor) -> "ExplanationDataset":
         return ExplanationDataset(

@@ -33,6 +33,18 @@ resulting value range is recorded as ``input_range``, the envelope over channels
 clamp to it), ``mask_invert``, ``mask_threshold``, ``classes``, ``num_classes``, ``val_fraction``,
 ``test_fraction``, ``allow_outside`` (default false: read only files inside PATH). Errors name the CSV
 row or the file (``labels.csv row 7: ...``, ``img/3.png: ...``).
+
+Folders larger than memory: ``stream=true`` returns splits of
+:class:`~rightreasons.data.streaming.StreamingImageDataset`, which decode each batch's images when it is
+asked for, so memory does not grow with the folder. It needs ``size`` (the images are not all read
+first to check they share one). Loading checks labels.csv, labels, groups, splits and that every file
+exists inside PATH; the checks of each image and mask (format, pixel count, mask values and size) run
+when its batch is decoded, with the same one-line errors. ``workers=N`` (default 0, with ``stream``
+only) decodes in N DataLoader processes; the batches are the same for any N. ``cache=DIR`` (with
+``stream`` only; created if missing) keeps each resized image and mask as a uint8 ``.npy`` file in DIR,
+named by a hash of the source files' real paths, sizes and modification times and of ``size``,
+``channels`` and the mask options, and reads it back in later epochs and runs; a file that is corrupt
+or of the wrong shape is rebuilt. Nothing else in DIR is touched.
 """
 
 from __future__ import annotations
@@ -60,6 +72,7 @@ from .csv_common import (
     resolve_splits,
 )
 from .dataset import DataSplits, ExplanationDataset
+from .streaming import ExampleCache, StreamingImageDataset
 
 COLUMNS = ("file", "label", "group", "split", "mask")
 LABELS_FILE = "labels.csv"
@@ -70,7 +83,8 @@ MAX_PIXELS = 50_000_000
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 DEFAULTS = {"size": None, "channels": 3, "normalize": "none", "mask_invert": False, "mask_threshold": None,
             "classes": None, "num_classes": None, "val_fraction": DEFAULT_VAL_FRACTION,
-            "test_fraction": DEFAULT_TEST_FRACTION, "allow_outside": False}
+            "test_fraction": DEFAULT_TEST_FRACTION, "allow_outside": False, "stream": False, "workers": 0,
+            "cache": None}
 
 
 def _pil():
@@ -189,6 +203,120 @@ def _mask(path: Path, where: str, image_hw, opts) -> np.ndarray:
     return ~out if opts["mask_invert"] else out
 
 
+def _fit(img: np.ndarray, m: np.ndarray, size):
+    """Image and mask resized to ``size`` (None: kept)."""
+    if size is None:
+        return img, m
+    return _resize(img, size, nearest=False), _resize(m.astype(np.uint8), size, nearest=True).astype(bool)
+
+
+def _inputs(images, channels: int, norm) -> np.ndarray:
+    """uint8 images (H, W) or (H, W, 3) -> float32 (N, C, H, W) in [0, 1], normalised by ``norm``."""
+    x = np.stack(images).astype(np.float32) / np.float32(255)
+    x = x[:, None] if channels == 1 else x.transpose(0, 3, 1, 2)
+    if norm is not None:
+        mean = np.array(norm[0], dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.array(norm[1], dtype=np.float32).reshape(1, -1, 1, 1)
+        x = (x - mean) / std
+    return x
+
+
+def _input_range(norm) -> tuple[float, float]:
+    if norm is None:
+        return 0.0, 1.0
+    mean, std = np.array(norm[0], dtype=np.float32), np.array(norm[1], dtype=np.float32)
+    return float((-mean / std).min()), float(((1 - mean) / std).max())
+
+
+def _parse_workers(source: str, value) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{source}: option workers must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _cache_dir(source: str, value) -> Path:
+    """The directory of option ``cache`` (not created here); a path that exists and is not one is an error."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise UserError(f"{source}: option cache must be a directory path, got {value!r}")
+    path = Path(value)
+    if os.path.lexists(path) and not path.is_dir():
+        raise UserError(f"{source}: option cache: {path} exists and is not a directory")
+    return path
+
+
+def _make_cache_dir(source: str, path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{source}: option cache: cannot create {path} ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{source}: option cache: {path} is not writable")
+
+
+class FolderDecoder:
+    """Decodes examples of a folder for :class:`StreamingImageDataset`: the same reading, checks, resizing
+    and normalisation as the in-memory path, per example, through an optional :class:`ExampleCache`."""
+
+    def __init__(self, examples, mode: str, channels: int, size, norm, mask_opts: dict,
+                 cache: ExampleCache | None):
+        #: per example (image real path, its name in messages, mask real path or "", the mask's name)
+        self.examples = examples
+        self.mode, self.channels, self.size, self.norm = mode, channels, size, norm
+        self.mask_opts, self.cache = dict(mask_opts), cache
+        _pil()
+        from PIL import __version__ as pillow
+
+        self.pillow = pillow  # in the cache key: another Pillow may decode or resize differently
+
+    def _read(self, j: int):
+        image, where, mask, mask_where = self.examples[j]
+        img = read_image(Path(image), where, self.mode, resolved=True)
+        hw = img.shape[:2]
+        m = _mask(Path(mask), mask_where, hw, self.mask_opts) if mask else np.zeros(hw, dtype=bool)
+        return _fit(img, m, self.size)
+
+    def _key(self, j: int):
+        """The cache key of example ``j``, or None if a file cannot be stat-ed (then decoding says why)."""
+        image, _, mask, _ = self.examples[j]
+        try:
+            stats = [(p, os.stat(p)) for p in (image, mask) if p]
+        except OSError:
+            return None
+        return ExampleCache.key([[p, st.st_size, st.st_mtime_ns] for p, st in stats], list(self.size), self.mode,
+                                self.mask_opts["mask_threshold"], self.mask_opts["mask_invert"], self.pillow)
+
+    def example(self, j: int):
+        """uint8 image (H, W) or (H, W, 3) and bool mask (H, W) of example ``j``, resized."""
+        key = self._key(j) if self.cache is not None else None
+        if key is None:
+            return self._read(j)
+        (h, w), c = self.size, self.channels
+        pixels = h * w * c
+
+        def build():
+            img, m = self._read(j)
+            return np.concatenate([img.reshape(-1), m.reshape(-1).astype(np.uint8)])
+
+        flat = self.cache.get(key, pixels + h * w, build)
+        img = flat[:pixels].reshape((h, w) if c == 1 else (h, w, c))
+        return img, flat[pixels:].reshape(h, w) != 0
+
+    @one_line_errors
+    def decode_into(self, rows: np.ndarray, x: np.ndarray, mask: np.ndarray) -> None:
+        """Inputs (B, C, H, W) and masks (B, 1, H, W) of the examples ``rows`` into the float32 arrays ``x``
+        and ``mask``, computed as :func:`_inputs` computes them (the same numbers), in place."""
+        for k, j in enumerate(rows):
+            img, m = self.example(int(j))
+            x[k] = img if self.channels == 1 else img.transpose(2, 0, 1)
+            mask[k, 0] = m
+        np.divide(x, np.float32(255), out=x)
+        if self.norm is not None:
+            np.subtract(x, np.array(self.norm[0], dtype=np.float32).reshape(1, -1, 1, 1), out=x)
+            np.divide(x, np.array(self.norm[1], dtype=np.float32).reshape(1, -1, 1, 1), out=x)
+
+
 @one_line_errors
 def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
     """An image folder with ``labels.csv`` (see the module docstring) as train / val / test splits."""
@@ -208,6 +336,15 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
     classes, num_classes, val_f, test_f, rng = label_and_split_options(source, opts, seed, "folder")
     allow_outside = option_bool(source, "allow_outside", opts["allow_outside"])
     mask_opts = {"mask_threshold": threshold, "mask_invert": mask_invert}
+    stream = option_bool(source, "stream", opts["stream"])
+    workers = _parse_workers(source, opts["workers"])
+    cache = _cache_dir(source, opts["cache"]) if opts["cache"] is not None else None
+    for option, given in (("workers", workers != 0), ("cache", cache is not None)):
+        if given and not stream:
+            raise UserError(f"{source}: option {option} needs stream=true")
+    if stream and size is None:
+        raise UserError(f"{source}: option stream=true needs option size=N or size=H,W (a streaming folder does "
+                        "not read every image first to check that they share one size)")
 
     if not root.is_dir():
         raise DataError(f"{root}: no such directory" if not root.exists() else f"{root}: not a directory")
@@ -236,7 +373,7 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
     split_col = encode_splits(csv_path, row_numbers, col["split"], "split") if col["split"] is not None else None
 
     mode = "RGB" if channels == 3 else "L"
-    images, masks, has_mask, seen = [], [], [], {}
+    images, masks, has_mask, seen, examples = [], [], [], {}, []
     first_hw = None
     for i, row in enumerate(row_numbers):
         name = col["file"][i]
@@ -248,6 +385,18 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
             raise DataError(f"{csv_path} row {row}: file {name!r} already listed in row {seen[key][0]}"
                             + ("" if seen[key][1] == name else f" (as {seen[key][1]!r})"))
         seen[key] = (row, name)
+        mask_name = col["mask"][i] if col["mask"] is not None else ""
+        if stream:  # only what is cheap now: the files exist (and are inside PATH); decoding checks the rest
+            where = f"{root / name} (labels.csv row {row})"
+            open_regular(real, "image file", where, resolved=True)[0].close()
+            mask_real, mask_where = "", ""
+            if mask_name:
+                mask_real = dataset_file(root_real, csv_path, row, "mask", mask_name, allow_outside)
+                mask_where = f"{root / mask_name} (labels.csv row {row})"
+                open_regular(mask_real, "image file", mask_where, resolved=True)[0].close()
+            examples.append((str(real), where, str(mask_real) if mask_name else "", mask_where))
+            has_mask.append(bool(mask_name))
+            continue
         img = read_image(real, f"{root / name} (labels.csv row {row})", mode, resolved=True)
         hw = img.shape[:2]
         if size is None and first_hw is not None and hw != first_hw[0]:
@@ -255,29 +404,30 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
                             f"is {first_hw[0][0]}x{first_hw[0][1]}; pass size=H,W to resize every image")
         if first_hw is None:
             first_hw = (hw, name)
-        mask_name = col["mask"][i] if col["mask"] is not None else ""
         if mask_name:
             mask_real = dataset_file(root_real, csv_path, row, "mask", mask_name, allow_outside)
             m = _mask(mask_real, f"{root / mask_name} (labels.csv row {row})", hw, mask_opts)
         else:
             m = np.zeros(hw, dtype=bool)
-        if size is not None:
-            img = _resize(img, size, nearest=False)
-            m = _resize(m.astype(np.uint8), size, nearest=True).astype(bool)
+        img, m = _fit(img, m, size)
         images.append(img)
         masks.append(m)
         has_mask.append(bool(mask_name))
 
-    x = np.stack(images).astype(np.float32) / np.float32(255)
-    x = x[:, None] if channels == 1 else x.transpose(0, 3, 1, 2)
-    low, high = 0.0, 1.0
-    if norm is not None:
-        mean = np.array(norm[0], dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.array(norm[1], dtype=np.float32).reshape(1, -1, 1, 1)
-        x = (x - mean) / std
-        low, high = float((-mean / std).min()), float(((1 - mean) / std).max())
-    mask = np.broadcast_to(np.stack(masks)[:, None], x.shape)
+    low, high = _input_range(norm)
     split, how = resolve_splits(csv_path, y, split_col, rng, val_f, test_f)
+    if stream:
+        decoder = FolderDecoder(examples, mode, channels, size, norm, mask_opts,
+                                None if cache is None else ExampleCache(cache))
+        return _streaming_splits(root, source, cache, workers, decoder, y, group, has_mask, split, (low, high),
+                                 {"dataset": "folder", "path": str(root), "classes": class_names, "groups": group_names,
+                                  "split": how, "seed": seed, "annotated": int(sum(has_mask)),
+                                  "image_size": list(size), "channels": channels, "normalize": opts["normalize"],
+                                  "input_range": [low, high], "mask_invert": mask_invert, "mask_threshold": threshold,
+                                  "allow_outside": allow_outside, "stream": True, "workers": workers,
+                                  "cache": None if cache is None else str(cache)})
+    x = _inputs(images, channels, norm)
+    mask = np.broadcast_to(np.stack(masks)[:, None], x.shape)
     out = {}
     for i, name in enumerate(SPLIT_NAMES):
         idx = np.flatnonzero(split == i)
@@ -292,4 +442,26 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
             "annotated": int(sum(has_mask)), "image_size": list(x.shape[2:]), "channels": channels,
             "normalize": opts["normalize"], "input_range": [low, high], "mask_invert": mask_invert,
             "mask_threshold": threshold, "allow_outside": allow_outside}
+    return DataSplits(out["train"], out["val"], out["test"], info)
+
+
+def _streaming_splits(root: Path, source: str, cache, workers: int, decoder: FolderDecoder, y, group, has_mask,
+                      split, input_range, info: dict) -> DataSplits:
+    """The splits of a ``stream=true`` folder (labels in memory, images decoded per batch)."""
+    if cache is not None:
+        _make_cache_dir(source, cache)
+    has_mask = np.array(has_mask, dtype=bool)
+    out = {}
+    for i, name in enumerate(SPLIT_NAMES):
+        idx = np.flatnonzero(split == i)
+        out[name] = StreamingImageDataset(
+            decoder, idx, torch.from_numpy(y[idx]), torch.from_numpy(group[idx]), torch.from_numpy(has_mask[idx]),
+            num_classes=len(info["classes"]), num_groups=len(info["groups"]), name=f"{root.name}/{name}",
+            input_range=input_range, input_shape=(decoder.channels, *decoder.size), workers=workers)
+    train = out["train"]
+    present = torch.unique(train.y)
+    if len(train) and len(present) < 2:  # as DataSplits checks an in-memory training split
+        raise DataError(f"{train.name}: every training example has label {int(present[0])}; a classifier "
+                        "needs at least two classes in the training split")
+    info = {**info, "sizes": {s: len(out[s]) for s in SPLIT_NAMES}}
     return DataSplits(out["train"], out["val"], out["test"], info)

@@ -95,7 +95,7 @@ def robust_metrics(model: nn.Module, dataset: ExplanationDataset, eps: Optional[
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
         raise UserError(f"robust metrics: eps must be a finite number >= 0, got {eps!r}")
     out = {"robust_eps": float(eps), "pgd_steps": steps}
-    if not bool((dataset.has_mask & dataset.mask.flatten(1).any(1)).any()):
+    if not bool(dataset.annotated(batch_size).any()):
         return {**out, "masked_pgd_accuracy": math.nan, "ibp_certified_accuracy": math.nan}
     out["masked_pgd_accuracy"] = masked_pgd_accuracy(model, dataset, eps, steps=steps, batch_size=batch_size)
     try:

@@ -148,7 +148,7 @@ def with_row_labels(grid: np.ndarray, labels: Sequence[str], gap: int = 2) -> np
 
 def input_row(dataset: ExplanationDataset, index: torch.Tensor) -> list[np.ndarray]:
     """The chosen inputs themselves, mask outlined."""
-    x = dataset.x[index].numpy()
+    x = dataset.batch(index).x.numpy()
     scale = cell_scale(x.shape[-1])
     return [render_cell(image_rgb(xi, dataset.input_range), _mask_of(dataset, int(i)), scale)
             for xi, i in zip(x, index)]
@@ -157,14 +157,14 @@ def input_row(dataset: ExplanationDataset, index: torch.Tensor) -> list[np.ndarr
 def saliency_row(model: nn.Module, dataset: ExplanationDataset, index: torch.Tensor,
                  kind: str = "gradient") -> list[np.ndarray]:
     """One model's attributions on the chosen inputs, one cell per image, mask outlined."""
-    x = dataset.x[index]
+    x = dataset.batch(index).x
     a = attributions(model, x, kind).numpy()
     scale = cell_scale(x.shape[-1])
     return [render_cell(heat(ai), _mask_of(dataset, int(i)), scale) for ai, i in zip(a, index)]
 
 
 def _mask_of(dataset: ExplanationDataset, i: int) -> Optional[np.ndarray]:
-    return dataset.mask[i].numpy() if bool(dataset.has_mask[i]) else None
+    return dataset.batch(torch.tensor([i])).mask[0].bool().numpy() if bool(dataset.has_mask[i]) else None
 
 
 def explain_grid(model: nn.Module, dataset: ExplanationDataset, n: int = 8,

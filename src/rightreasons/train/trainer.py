@@ -271,12 +271,15 @@ def _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, tr
     sums: dict[str, float] = {}
     skipped = 0
     with train_mode(model):
-        for index in train_set.index_batches(config.batch_size, shuffle=True, generator=gens["shuffle"]):
+        # the epoch's batch order (from the shuffling stream only) and this process's share of each batch;
+        # the dataset decodes them (in its workers, for a streaming folder) in that order
+        order = [(shard(index, rank, size) if size > 1 else index, len(index))
+                 for index in train_set.index_batches(config.batch_size, shuffle=True, generator=gens["shuffle"])]
+        for (local, n_global), batch in zip(order, train_set.iter_batches([local for local, _ in order])):
             # the method's loss on this process's share of the batch
-            local = shard(index, rank, size) if size > 1 else index
             ctx = StepContext(epoch=epoch, num_epochs=config.epochs, step=run.step, generator=gens["method"],
                               input_range=train_set.input_range)
-            batch = train_set.batch(local).to(device)
+            batch = batch.to(device)
             if augmentation is not None:
                 batch = augmentation(batch, gens["augment"], train_set.input_range)
             with autocast(device, config.precision), input_grad_scale(scaler.get_scale() if scaler else 1.0):
@@ -306,7 +309,7 @@ def _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, tr
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, run.step - 1, total_steps)
             optimizer.zero_grad(set_to_none=True)
-            loss = out.loss * loss_scale(len(local), len(index), size) if size > 1 else out.loss
+            loss = out.loss * loss_scale(len(local), n_global, size) if size > 1 else out.loss
             if scaler is None:
                 loss.backward()
                 optimizer.step()
