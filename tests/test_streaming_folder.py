@@ -228,3 +228,65 @@ def test_streaming_dataset_has_no_x_and_saliency_grids_read_batches(patches):
     model = create_model("mlp", memory.input_shape, memory.num_classes)
     assert np.array_equal(saliency.explain_grid(model, memory, n=4, kinds=["gradient"]),
                           saliency.explain_grid(model, stream, n=4, kinds=["gradient"]))
+
+
+# -- training on a streamed folder ------------------------------------------------------------------------
+def _trained(data, config, **kwargs):
+    from rightreasons.methods import create_method
+    from rightreasons.train import fit
+    from rightreasons.train.run import build_model
+
+    model = build_model(config, data.input_shape, data.num_classes)
+    result = fit(model, create_method(config.method), data, config, **kwargs)
+    return model, result
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_on_a_streamed_folder_equals_training_in_memory(patches, workers):
+    from rightreasons.train import TrainConfig
+
+    config = TrainConfig(data="folder", model="cnn", method="rrr", epochs=2, batch_size=32,
+                         augment={"preset": "flip"})
+    memory, _ = _trained(load_dataset(f"folder:{patches}", size=16), config)
+    stream, _ = _trained(load_dataset(f"folder:{patches}", size=16, stream=True, workers=workers), config)
+    assert torch.equal(_params(memory), _params(stream))
+
+
+def test_a_resumed_streamed_run_with_workers_equals_an_uninterrupted_one(patches, tmp_path):
+    from rightreasons.train import TrainConfig
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(line):
+        if line.startswith("epoch 1/"):
+            raise Interrupt(line)
+
+    config = TrainConfig(data="folder", model="cnn", method="rrr", epochs=2, batch_size=32)
+    data = load_dataset(f"folder:{patches}", size=16, stream=True, workers=2)
+    whole, straight = _trained(data, config)
+    with pytest.raises(Interrupt):
+        _trained(data, config, checkpoint_dir=tmp_path, log=stop)
+    resumed, history = _trained(data, config, checkpoint_dir=tmp_path, resume=True)
+    assert torch.equal(_params(resumed), _params(whole))
+    assert [h["loss"] for h in history.history] == [h["loss"] for h in straight.history]
+
+
+def test_the_train_and_evaluate_commands_run_on_a_streamed_folder(patches, tmp_path):
+    import json
+
+    from rightreasons.cli import main
+
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    argv = ["train", "--data", f"folder:{patches}", "--data-option", "stream=true", "--data-option", "size=16",
+            "--data-option", "workers=2", "--data-option", f"cache={cache}", "--model", "cnn", "--method", "rrr",
+            "--epochs", "1", "--threads", "1", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["masked_pgd_accuracy"] is not None
+    assert any(cache.iterdir())  # the decoded images were cached
+    assert main(["evaluate", str(out), "--device", "cpu", "--json"]) == 0

@@ -8,7 +8,7 @@ import click
 
 from ..errors import UserError
 from ..report.saliency import attribution_kinds
-from .options import data_override_options, split_option, trust_code_option
+from .options import data_override_options, device_option, split_option, trust_code_option
 
 
 @click.command(name="explain")
@@ -21,7 +21,8 @@ from .options import data_override_options, split_option, trust_code_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @trust_code_option(help="Build models that the runs' config.json name as package.module:factory (imports and "
                         "runs those modules: only for runs you trust).")
-def explain_command(run_dirs, data, data_options, out, images, attribution, split, overwrite, trust_code):
+@device_option()
+def explain_command(run_dirs, data, data_options, out, images, attribution, split, overwrite, trust_code, device):
     """Write a saliency grid PNG: the inputs (mask outlined), then one row per attribution; with several
     runs, one row per run and attribution, all on the same images (the first run's data)."""
     from ..report.explain import explain_runs
@@ -33,5 +34,5 @@ def explain_command(run_dirs, data, data_options, out, images, attribution, spli
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists; choose another --out or pass --overwrite")
     labels, count, dataset = explain_runs(run_dirs, out, data, parse_assignments(data_options, "--data-option"),
-                                          images, attribution, split, trust_code=trust_code)
+                                          images, attribution, split, trust_code=trust_code, device=device)
     click.echo(f"{out}: rows input, {', '.join(labels)}; {count} {split} images of {dataset}")

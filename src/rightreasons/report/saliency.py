@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.dataset import ExplanationDataset
+from ..devices import model_device
 from ..errors import UserError
 from ..ops.input_gradients import input_gradients
 from ..ops.modes import eval_mode
@@ -59,14 +60,16 @@ def _log_prob_sum(logits: torch.Tensor) -> torch.Tensor:
 
 
 def attributions(model: nn.Module, x: torch.Tensor, kind: str = "gradient", ig_steps: int = 32) -> torch.Tensor:
-    """Attribution of s(x) = sum_k log p_k for each example, same shape as ``x`` (eval mode)."""
+    """Attribution of s(x) = sum_k log p_k for each example, same shape as ``x`` (eval mode), computed on the
+    model's device and returned on the CPU."""
+    x = x.to(model_device(model))
     with eval_mode(model):
         if kind == "gradient":
-            return input_gradients(model, x, "log_prob_sum")[0].detach()
+            return input_gradients(model, x, "log_prob_sum")[0].detach().cpu()
         ig = _integrated_gradients() if kind == "ig" else None
         if ig is None:
             raise UserError(f"unknown or unavailable attribution {kind!r}; available: {', '.join(attribution_kinds())}")
-        return ig(model, x, None, _log_prob_sum, steps=ig_steps, chunk_size=8).detach()
+        return ig(model, x, None, _log_prob_sum, steps=ig_steps, chunk_size=8).detach().cpu()
 
 
 def heat(attribution: np.ndarray) -> np.ndarray:
