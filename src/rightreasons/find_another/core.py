@@ -12,6 +12,7 @@ from safetensors.torch import save
 from torch import nn
 
 from ..data import DataSplits, ExplanationDataset, load_dataset
+from ..devices import model_device
 from ..errors import UserError
 from ..files import atomic_write_json
 from ..methods import METHODS, create_method
@@ -45,11 +46,12 @@ def top_gradient_masks(model: nn.Module, x: torch.Tensor, threshold: float = 0.6
     """Bool mask of shape ``x.shape``: per example, the features whose input gradient (of ``target``,
     model in eval mode) exceeds ``threshold`` times the example's largest one (Ross et al.'s rule)."""
     out = []
+    device = model_device(model)
     with eval_mode(model):
         for start in range(0, len(x), batch_size):
-            ys = None if y is None else y[start:start + batch_size]
-            grad, _ = input_gradients(model, x[start:start + batch_size], target, ys)
-            out.append(binarize(grad, threshold))
+            ys = None if y is None else y[start:start + batch_size].to(device)
+            grad, _ = input_gradients(model, x[start:start + batch_size].to(device), target, ys)
+            out.append(binarize(grad, threshold).cpu())
     return torch.cat(out) if out else torch.zeros(x.shape, dtype=torch.bool)
 
 
