@@ -290,3 +290,13 @@ def test_the_train_and_evaluate_commands_run_on_a_streamed_folder(patches, tmp_p
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["masked_pgd_accuracy"] is not None
     assert any(cache.iterdir())  # the decoded images were cached
     assert main(["evaluate", str(out), "--device", "cpu", "--json"]) == 0
+
+
+def test_metric_batches_are_capped_by_the_size_of_an_example():
+    from rightreasons.data.dataset import MAX_BATCH_VALUES, ExplanationDataset, capped_batch_size
+
+    small = ExplanationDataset(torch.zeros(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]))
+    big = ExplanationDataset(torch.zeros(2, 3, 224, 224), torch.tensor([0, 1]))
+    assert capped_batch_size(small, 1000) == 1000  # MNIST-sized inputs keep the default
+    assert capped_batch_size(big, 1000) == MAX_BATCH_VALUES // (3 * 224 * 224) == 27
+    assert capped_batch_size(big, 10) == 10

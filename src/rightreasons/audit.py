@@ -31,7 +31,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .data.dataset import ExplanationDataset
+from .data.dataset import ExplanationDataset, capped_batch_size
 from .devices import model_device, rand_like
 from .errors import UserError
 from .metrics.evaluate import evaluate, predict
@@ -52,7 +52,7 @@ def randomised_predictions(model: nn.Module, dataset: ExplanationDataset, genera
     preds = []
     where = f"dataset {dataset.name!r} with its masked region randomised"
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model), torch.no_grad():
-        for batch in dataset.batches(batch_size):
+        for batch in dataset.batches(capped_batch_size(dataset, batch_size)):
             batch = batch.to(model_device(model))
             noise = lo + (hi - lo) * rand_like(batch.x, generator)
             m = batch.effective_mask.bool()

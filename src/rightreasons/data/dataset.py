@@ -57,6 +57,19 @@ def warn_missing_classes(name: str, num_classes: int, *labels, stacklevel: int =
     return missing
 
 
+#: the most input values a metric puts in one batch (16 MB of float32): metrics' default batch sizes (1000 examples)
+#: are capped by it, so that evaluating 224 x 224 images does not hold gigabytes of activations at once
+MAX_BATCH_VALUES = 2**22
+
+
+def capped_batch_size(dataset: "BatchedDataset", batch_size: int) -> int:
+    """``batch_size``, or fewer examples when a batch of them would hold more than MAX_BATCH_VALUES inputs."""
+    features = 1
+    for d in dataset.input_shape:
+        features *= int(d)
+    return max(1, min(int(batch_size), MAX_BATCH_VALUES // max(features, 1)))
+
+
 class BatchedDataset:
     """What training and the metrics use of a dataset: ``len``, ``batch(index)`` and seeded minibatches.
 

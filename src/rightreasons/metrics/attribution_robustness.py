@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.dataset import ExplanationDataset
+from ..data.dataset import ExplanationDataset, capped_batch_size
 from ..devices import model_device, rand_like
 from ..errors import UserError
 from ..ops.integrated_gradients import integrated_gradients
@@ -265,7 +265,7 @@ def attribution_robustness(
     generator = torch.Generator().manual_seed(seed) if restarts > 1 else None
     device = model_device(model)
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
-        for batch in subset.batches(batch_size):
+        for batch in subset.batches(capped_batch_size(subset, batch_size)):
             batch = batch.to(device)
             x = batch.x.detach()
             with torch.no_grad():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.dataset import ExplanationDataset
+from ..data.dataset import ExplanationDataset, capped_batch_size
 from ..devices import model_device
 from ..ops.modes import eval_mode
 from .accuracy import accuracy_metrics
@@ -21,7 +21,7 @@ def predict(model: nn.Module, dataset: ExplanationDataset, batch_size: int = 100
     where = f"dataset {dataset.name!r}"
     device = model_device(model)
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model), torch.no_grad():
-        for batch in dataset.batches(batch_size):
+        for batch in dataset.batches(capped_batch_size(dataset, batch_size)):
             batch = batch.to(device)
             preds.append(check_logits(model(batch.x), dataset.num_classes, where, len(batch)).argmax(1).cpu())
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
@@ -41,7 +41,7 @@ def evaluate(
     where = f"dataset {dataset.name!r}"
     device = model_device(model)
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
-        for batch in dataset.batches(batch_size):
+        for batch in dataset.batches(capped_batch_size(dataset, batch_size)):
             batch = batch.to(device)
             if share is not None:
                 logits = share.update(model, batch, where, dataset.num_classes)  # checked there

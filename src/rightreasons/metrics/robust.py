@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..data.dataset import ExplanationDataset
+from ..data.dataset import ExplanationDataset, capped_batch_size
 from ..errors import UserError
 from ..ops.interval_bounds import layers, margin_bounds, mask_box
 from ..ops.masked_pgd import masked_pgd
@@ -48,7 +48,7 @@ def masked_pgd_accuracy(
     correct = total = 0
     where = f"dataset {dataset.name!r}"
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
-        for batch in dataset.batches(batch_size):
+        for batch in dataset.batches(capped_batch_size(dataset, batch_size)):
             x_adv = masked_pgd(model, batch.x, batch.y, batch.effective_mask, eps, steps, step_size=step_size,
                                bounds=dataset.input_range, random_start=random_start, generator=generator)
             with torch.no_grad():
@@ -67,7 +67,7 @@ def ibp_certified_accuracy(model: nn.Module, dataset: ExplanationDataset, eps: f
     correct = total = 0
     with eval_mode(model), torch.no_grad():
         layers(model)  # fail before any work, naming every unsupported module
-        for batch in dataset.batches(batch_size):
+        for batch in dataset.batches(capped_batch_size(dataset, batch_size)):
             lower, upper = mask_box(batch.x, batch.effective_mask, eps, dataset.input_range)
             margins = margin_bounds(model, lower, upper, batch.y)
             if not bool(torch.isfinite(margins).all()):

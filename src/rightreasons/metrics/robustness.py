@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..data.dataset import ExplanationDataset
+from ..data.dataset import ExplanationDataset, capped_batch_size
 from ..devices import model_device
 from ..errors import UserError
 from ..ops.masked_pgd import masked_pgd
@@ -96,6 +96,7 @@ def robustness_report(
     elif isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_features:
         raise UserError(f"robustness_report: k must be an int in [1, {n_features}], got {k!r}")
     total = min(max_examples, len(dataset))
+    batch_size = capped_batch_size(dataset, batch_size)
     subset = dataset.subset(torch.arange(total))
     where = f"dataset {dataset.name!r}"
     natural = robust = done = evaluated = 0

@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..data.dataset import ExplanationDataset
+from ..data.dataset import ExplanationDataset, capped_batch_size
 from ..devices import model_device
 from ..errors import UserError
 from ..ops.input_gradients import input_gradients
@@ -89,7 +89,7 @@ def wrong_reason_score(
     where = f"dataset {dataset.name!r}"
     device = model_device(model)
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
-        for batch in dataset.batches(batch_size):
+        for batch in dataset.batches(capped_batch_size(dataset, batch_size)):
             batch = batch.to(device)
             keep = batch.has_mask & (batch.mask.flatten(1) != 0).any(1)
             if not bool(keep.any()):
