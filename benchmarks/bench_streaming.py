@@ -10,7 +10,9 @@ the in-memory path. A baseline row is the interpreter with torch and rightreason
 
 With ``--train``, one more fresh process trains on the streamed folder (``--train-workers`` workers,
 ``--train-model``, one epoch of ``--train-method``, then the run's evaluation on validation and test, as
-``rightreasons train`` does) and its peak RSS is printed the same way; ``--train-only`` skips the passes.
+``rightreasons train`` does) and its peak RSS is printed the same way, with the peak proportional set
+size (PSS) of its whole process tree (sampled from /proc every 0.2 s: forked workers' shared pages counted
+once); ``--train-only`` skips the passes.
 
     python benchmarks/bench_streaming.py --root /tmp/bench-streaming [--images 20000] [--size 128]
         [--train [--train-only] [--train-model cnn-strided] [--train-method rrr] [--train-workers 2]]
@@ -84,13 +86,53 @@ def measure(args) -> dict:
             "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kb}
 
 
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc (Linux)."""
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    return tree
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of ``pid`` and all its descendants (shared pages counted once overall), MB."""
+    tree, todo, total = _children(), [pid], 0
+    while todo:
+        p = todo.pop()
+        todo.extend(tree.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            pass
+    return total / 1024
+
+
 def run_child(folder: Path, mode: str, workers: int, size: int, batch_size: int, cache: str = "",
               model: str = "cnn-strided", method: str = "rrr") -> dict:
+    """The child's measurements, plus the peak PSS of its whole process tree sampled every 0.2 s (Linux)."""
     command = [sys.executable, __file__, "--child", mode, "--folder", str(folder), "--workers", str(workers),
                "--size", str(size), "--batch-size", str(batch_size), "--cache", cache, "--model", model,
                "--method", method]
-    out = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while child.poll() is None:
+        if Path("/proc").is_dir():
+            peak = max(peak, tree_pss_mb(child.pid))
+        time.sleep(0.2)
+    out, err = child.communicate()
+    if child.returncode:
+        raise RuntimeError(f"{mode} run failed:\n{err}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["tree_pss_mb"] = peak
+    return result
 
 
 def main():
@@ -128,7 +170,7 @@ def main():
             for mode, workers, r in rows:
                 print(f"{mode:<22} workers {workers}: main {r['main_mb']:.0f} MB, largest worker "
                       f"{r['worker_mb']:.0f} MB, total <= {r['main_mb'] + workers * r['worker_mb']:.0f} MB, "
-                      f"{r['total_s']:.0f} s")
+                      f"peak PSS of the process tree {r['tree_pss_mb']:.0f} MB, {r['total_s']:.0f} s")
             return
         rows.append(("in memory", 0, run_child(folder, "memory", 0, args.size, args.batch_size)))
         for workers in (0, 1, 2):

@@ -22,6 +22,7 @@ from .evaluate import evaluate_command
 from .explain import explain_command
 from .find_another import find_another_command
 from .listing import list_command
+from .propose_masks import propose_masks_command
 from .robustness import robustness_command
 from .sweep import sweep_command
 from .train import train_command
@@ -34,7 +35,8 @@ def cli():
 
 
 for _command in (train_command, evaluate_command, robustness_command, audit_command, explain_command, bench_command,
-                 sweep_command, find_another_command, list_command, demo_command, data_group):
+                 sweep_command, find_another_command, propose_masks_command, list_command, demo_command,
+                 data_group):
     cli.add_command(_command)
 
 
