@@ -14,7 +14,7 @@ def list_command():
     from ..models import MODELS
 
     click.echo("datasets: " + ", ".join(data.DATASETS.names()) + "  (or folder:PATH, csv:PATH for your own data)")
-    click.echo("models:   " + ", ".join(MODELS.names()) + "  (or package.module:factory)")
+    click.echo("models:   " + ", ".join(MODELS.names()) + "  (or package.module:factory, timm:NAME, torchvision:NAME)")
     for label, default, of in (("default model (--model auto)", data.DEFAULT_MODEL, data.default_model),
                                ("default epochs", data.DEFAULT_EPOCHS, data.default_epochs),
                                ("default batch size", data.DEFAULT_BATCH_SIZE, data.default_batch_size)):
