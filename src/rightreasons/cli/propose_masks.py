@@ -36,7 +36,8 @@ from .options import data_override_options, device_option, trust_code_option
 @click.option("--max-fraction", type=float, default=DEFAULTS["max_fraction"], show_default=True,
               help="--select relied: propose only where the proposal covers at most this share of the image.")
 @click.option("--attribution", type=click.Choice(ATTRIBUTIONS), default=DEFAULTS["attribution"], show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--saliency-batch-size", "batch_size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Examples per batch when computing saliency.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads (default: OMP_NUM_THREADS, else all cores).")
 @trust_code_option()
