@@ -300,3 +300,20 @@ def test_metric_batches_are_capped_by_the_size_of_an_example():
     assert capped_batch_size(small, 1000) == 1000  # MNIST-sized inputs keep the default
     assert capped_batch_size(big, 1000) == MAX_BATCH_VALUES // (3 * 224 * 224) == 27
     assert capped_batch_size(big, 10) == 10
+
+
+def test_the_workers_flag_is_the_data_option(patches, tmp_path):
+    import json
+
+    from rightreasons.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--data", f"folder:{patches}", "--data-option", "stream=true", "--data-option", "size=16",
+            "--workers", "1", "--model", "cnn", "--method", "erm", "--epochs", "1", "--threads", "1", "--quiet",
+            "--out", str(out)]
+    assert main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["data_options"]["workers"] == 1
+    # without stream the option is refused in one line, before anything is written
+    assert main(["train", "--data", f"folder:{patches}", "--workers", "2", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "no")]) == 2
+    assert not (tmp_path / "no").exists()

@@ -52,6 +52,9 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                                                              f"(repeatable; keys: {', '.join(ROBUSTNESS_KEYS)}; eps "
                                                              "null or absent = the method's training radius; "
                                                              "--robustness on alone: every default).")),
+    "workers": (("--workers",), dict(type=click.IntRange(min=0), help="Processes decoding a streamed image folder "
+                                     "(folder:PATH with --data-option stream=true); the same as --data-option "
+                                     "workers=N.")),
     "augment": (("--augment",), dict(type=click.Choice(sorted(AUGMENT_PRESETS)), help="Augment every training "
                                      "batch, image and mask together: a preset (flip, standard, strong; "
                                      "docs/augmentation.md).")),
@@ -138,4 +141,7 @@ def with_augment(config, preset, items):
 def split_fields(flags: dict) -> tuple[dict, tuple, tuple, tuple]:
     """Training flags as (TrainConfig fields, --param, --data-option, --model-option) for ``apply_overrides``."""
     fields = {k: flags.get(k) for k in FIELD_FLAGS if k in flags}
-    return fields, flags.get("params", ()), flags.get("data_options", ()), flags.get("model_options", ())
+    data_options = tuple(flags.get("data_options", ()))
+    if flags.get("workers") is not None:
+        data_options += (f"workers={int(flags['workers'])}",)
+    return fields, flags.get("params", ()), data_options, flags.get("model_options", ())
