@@ -78,6 +78,10 @@ def train_command(out, config_file, overwrite, resume, quiet, trust_code, **flag
                                        checkpoint_dir=checkpoint_dir, resume=resume)
             _on_main(lambda: runs.save_run(out, output, checkpoints=dirs.checkpoint_dir, staging=dirs.staging),
                      main_process)
+        # every process is done with the group's collectives before any of them tears it down (a process
+        # leaving first made the other abort at exit, now and then, with "terminate called without an
+        # active exception")
+        distributed.barrier()
     finally:
         distributed.destroy()
     if not main_process:
