@@ -53,6 +53,7 @@ from torch import nn
 
 from ..errors import UserError
 from . import graph
+from .interval_bounds import batch_var_mean
 from .modes import eval_mode
 
 Rule = Callable[[nn.Module, torch.Tensor, torch.Tensor, dict], tuple[torch.Tensor, torch.Tensor]]
@@ -88,7 +89,7 @@ def _conv(m, r, i, opts):
 def _batchnorm(m: nn.modules.batchnorm._BatchNorm, r, i, opts):
     shape = (1, -1) + (1,) * (r.dim() - 2)
     if m.training or m.running_mean is None or m.running_var is None:  # batch statistics of the full input
-        var, mean = torch.var_mean(r + i, dim=[0, *range(2, r.dim())], correction=0)
+        var, mean = batch_var_mean(r + i)
     else:
         mean, var = m.running_mean, m.running_var
     scale = torch.rsqrt(var + m.eps)

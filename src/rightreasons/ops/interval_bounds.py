@@ -48,7 +48,7 @@ class Interval:
 
     @classmethod
     def from_bounds(cls, lower: torch.Tensor, upper: torch.Tensor) -> "Interval":
-        return cls((upper + lower) / 2, (upper - lower) / 2)
+        return cls((upper + lower) * 0.5, (upper - lower) * 0.5)  # exactly x / 2, and faster
 
     @property
     def lower(self) -> torch.Tensor:
@@ -155,6 +155,15 @@ def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(step.label, step.module) for step in _program(model).modules]
 
 
+def batch_var_mean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (biased) variance and mean of x over the batch and spatial dimensions, as batch norm
+    takes them: mean(x), then mean((x - mean)^2) (two passes; several times faster on CPU than
+    ``torch.var_mean``, differentiable in the same way)."""
+    dims = [0, *range(2, x.dim())]
+    mean = x.mean(dims, keepdim=True)
+    return (x - mean).square().mean(dims), mean.flatten()
+
+
 class _Value:
     """A box and, optionally, the clean point propagated with it."""
 
@@ -189,7 +198,7 @@ class _Bounds:
         point = v.point
         if point is None:  # never: callers propagate a point when the model has such a layer
             raise UserError(f"interval bounds: {type(m).__name__} in train mode needs the clean batch")
-        var, mean = torch.var_mean(point, dim=[0, *range(2, point.dim())], correction=0)
+        var, mean = batch_var_mean(point)
         shape = (1, -1) + (1,) * (point.dim() - 2)
         scale = torch.rsqrt(var + m.eps)
         if m.weight is not None:
