@@ -209,3 +209,26 @@ def test_failed_step_keeps_the_last_good_checkpoint_and_skip_mode_continues(tmp_
     assert [h.get("skipped_batches", 0) for h in result.history] == [0, 1, 0]
     assert any(line.startswith("skipped: non-finite loss at epoch 2, step 5") for line in lines)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_checkpoint_from_before_the_device_precision_and_augment_fields_resumes(tmp_path):
+    from rightreasons.train.trainer import resume_differences
+
+    data = shortcut_splits(n_train=200, n_eval=50)
+    config = config_for("rrr", epochs=2)
+    model, method = fresh(config, data)
+    straight = fit(model, method, data, config)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Interrupt):
+        fit(*fresh(config, data), data, config, checkpoint_dir=ckpt, log=stop_after(1))
+    meta_path = latest_checkpoint(ckpt) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    for field in ("device", "precision", "augment"):  # what an older version wrote
+        del meta["config"][field]
+    meta_path.write_text(json.dumps(meta))
+    model3, m3 = fresh(config, data)
+    resumed = fit(model3, m3, data, config, checkpoint_dir=ckpt, resume=True)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    # a field that really differs is still named
+    assert resume_differences({**meta["config"], "precision": "bf16"}, config) == ["precision"]
+    assert resume_differences(meta["config"], config.replace(augment={"preset": "flip"})) == ["augment"]

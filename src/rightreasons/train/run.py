@@ -63,7 +63,7 @@ from .rundir import (
     signals_deferred,
     verified_run,
 )
-from .trainer import RESUMABLE_CHANGES, fit
+from .trainer import fit, resume_differences
 
 
 @dataclass
@@ -171,9 +171,7 @@ def check_resume(out: str | Path, config: TrainConfig) -> Path:
     if epochs < done:
         raise UserError(f"{out}: its checkpoint has done {done} epochs; cannot resume to {epochs} (a resume never "
                         f"undoes epochs): pass --epochs {done} or more, or --overwrite to train a new run")
-    saved, current = meta["config"], config.to_dict()
-    differ = sorted(k for k in set(saved) | set(current)
-                    if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
+    differ = resume_differences(meta["config"], config)
     if differ:
         raise CheckpointError(f"{latest}: was written by a run with different {', '.join(differ)}; cannot resume")
     if epochs == done and finished_epochs(out) == done:

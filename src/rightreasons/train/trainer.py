@@ -13,6 +13,7 @@ split is never looked at here.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -88,15 +89,24 @@ def _nonfinite_message(out, step: int, epoch: int) -> Optional[str]:
 RESUMABLE_CHANGES = ("epochs", "threads", "device")
 
 
+def resume_differences(saved: dict, config: TrainConfig) -> list[str]:
+    """The config fields (other than RESUMABLE_CHANGES) in which a checkpoint's config ``saved`` differs from
+    ``config``. A field missing from ``saved`` was added to TrainConfig after the checkpoint was written, so
+    that run had the field's default (e.g. ``precision`` fp32, no ``augment``)."""
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(TrainConfig)}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+    current = config.to_dict()
+    return sorted(k for k in set(saved) | set(current)
+                  if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
+
+
 def _restore(checkpoint_dir, config, model, optimizer, method, gens, scaler) -> Optional[dict]:
     path = latest_checkpoint(checkpoint_dir)
     if path is None:
         return None
     ckpt = load_checkpoint(path)
-    saved = ckpt["meta"]["config"]
-    current = config.to_dict()
-    differ = sorted(k for k in set(saved) | set(current)
-                    if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
+    differ = resume_differences(ckpt["meta"]["config"], config)
     if differ:
         raise CheckpointError(f"{path}: was written by a run with different {', '.join(differ)}; cannot resume")
     try:
