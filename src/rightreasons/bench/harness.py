@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 
 from ..errors import UserError
 from ..files import atomic_write_json, read_json
-from ..train.config import TrainConfig
+from ..train.config import TrainConfig, with_field_defaults
 from ..train.run import read_finished_run, resolved_config
 
 MARKER = "bench.json"
@@ -86,7 +86,7 @@ def available_cores() -> int:
 
 
 def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in IGNORED_FIELDS}
+    return {k: v for k, v in with_field_defaults(config).items() if k not in IGNORED_FIELDS}
 
 
 def run_state(spec: RunSpec) -> str:

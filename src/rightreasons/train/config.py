@@ -266,3 +266,11 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+def with_field_defaults(saved: dict) -> dict:
+    """A config dictionary as written by any version: the fields it lacks (added to TrainConfig since it was
+    written) filled in with their defaults, which is what that run had."""
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(TrainConfig)}
+    return {**{k: v for k, v in defaults.items() if k not in saved}, **saved}

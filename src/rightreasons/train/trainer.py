@@ -13,7 +13,6 @@ split is never looked at here.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import sys
 import time
@@ -36,7 +35,7 @@ from ..metrics.logits import check_logits, check_module, checked_outputs, first_
 from ..ops.modes import eval_mode, train_mode
 from ..precision import autocast, grad_scaler, input_grad_scale
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, with_field_defaults
 from .distributed import barrier, check_static_graph, loss_scale, shard, world, wrap
 
 
@@ -93,9 +92,7 @@ def resume_differences(saved: dict, config: TrainConfig) -> list[str]:
     """The config fields (other than RESUMABLE_CHANGES) in which a checkpoint's config ``saved`` differs from
     ``config``. A field missing from ``saved`` was added to TrainConfig after the checkpoint was written, so
     that run had the field's default (e.g. ``precision`` fp32, no ``augment``)."""
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(TrainConfig)}
-    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+    saved = with_field_defaults(saved)
     current = config.to_dict()
     return sorted(k for k in set(saved) | set(current)
                   if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
