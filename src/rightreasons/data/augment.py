@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..batch import Batch
+from ..devices import rand_like
 from ..errors import UserError
 
 #: the per-example random numbers, in the order they are drawn (one row of NUM_DRAWS uniforms per example)
@@ -183,7 +184,7 @@ def uniform(generator: torch.Generator, shape, device) -> torch.Tensor:
     """``torch.rand(shape)`` (float32) drawn on the generator's device, then moved to ``device``."""
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"augmentation needs a torch.Generator, got {type(generator).__name__}")
-    return torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32).to(device)
+    return rand_like(torch.empty(shape, dtype=torch.float32, device=device), generator)
 
 
 def _between(u: torch.Tensor, low: float, high: float) -> torch.Tensor:
