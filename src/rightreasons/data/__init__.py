@@ -19,9 +19,10 @@ from .registry import (
                        default_epochs,
                        default_model,
                        load_dataset,
+                       register_path_dataset,
                        register_dataset,
 )
 
 __all__ = ["DATASETS", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS", "DEFAULT_MODEL", "DataSplits", "ExplanationDataset",
            "default_batch_size", "default_epochs", "default_model", "fetch_mnist", "load_dataset", "load_mnist",
-           "register_dataset"]
+           "register_dataset", "register_path_dataset"]
