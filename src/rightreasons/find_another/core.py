@@ -21,7 +21,7 @@ from ..metrics.wrong_reason import binarize
 from ..ops.input_gradients import input_gradients
 from ..ops.modes import eval_mode
 from ..train.config import TrainConfig
-from ..train.run import RunOutput, build_model, resolved_config, save_run
+from ..train.run import RunOutput, build_model, data_model_options, resolved_config, save_run
 from ..train.trainer import fit
 
 MASK_FILE = "train_mask.safetensors"
@@ -92,7 +92,7 @@ def find_another_explanation(
             log(f"find-another: model {index}/{n_models}, penalising {mask.float().mean().item():.1%} "
                 "of the training features")
         splits = DataSplits(_with_mask(train, mask, index), data.val, data.test, data.info)
-        model = build_model(config, data.input_shape, data.num_classes)
+        model = build_model(config, data.input_shape, data.num_classes, data_model_options(data))
         result = fit(model, create_method(config.method, **config.params), splits, config, log=log, progress=progress)
         top = top_gradient_masks(model, train.x, threshold, target, train.y)
         metrics = {

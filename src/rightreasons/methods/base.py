@@ -22,6 +22,8 @@ the method cannot handle before the first training step.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
@@ -33,6 +35,7 @@ from torch import nn
 from ..batch import Batch
 from ..errors import UserError
 from ..files import shown_value as _short
+from ..models.text import is_text_model, math_attention
 
 
 @dataclass
@@ -184,6 +187,10 @@ class Method:
     #: float parameter must be finite, and NaN is never a value
     infinite: ClassVar[frozenset] = frozenset()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _text_entry_points(cls)
+
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
@@ -245,7 +252,8 @@ class Method:
         return LossOutput(total, logits, {k: v.detach() for k, v in penalties.items()})
 
     def _forward(self, model, batch, ctx):
-        x = batch.x.detach().requires_grad_(True) if self.needs_input_grad else batch.x
+        # inputs that already require grad (a text model's embeddings) keep their graph to the weights
+        x = batch.x.detach().requires_grad_(True) if self.needs_input_grad and not batch.x.requires_grad else batch.x
         logits = model(x)
         return x, logits, self.penalties(model, batch, x, logits, ctx)
 
@@ -264,3 +272,42 @@ class Method:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+def _in_embedding_space(function):
+    """``function(self, model, batch, ...)`` that, for a text model, runs on its body and the batch embedded
+    (``models.text``), under the math attention kernel when the method differentiates input gradients."""
+
+    @functools.wraps(function)
+    def entry(self, model, batch, *args, **kwargs):
+        if not is_text_model(model):
+            return function(self, model, batch, *args, **kwargs)
+        with math_attention() if self.needs_input_grad else contextlib.nullcontext():
+            return function(self, model.body, model.embed_batch(batch), *args, **kwargs)
+
+    entry.text_entry = True
+    return entry
+
+
+def _in_embedding_space_check(function):
+    """``check_model(self, model)`` that checks a text model's body (what the method trains in embedding space)."""
+
+    @functools.wraps(function)
+    def entry(self, model):
+        return function(self, model.body if is_text_model(model) else model)
+
+    entry.text_entry = True
+    return entry
+
+
+def _text_entry_points(cls) -> None:
+    """Make ``loss``, ``explanation_loss`` and ``check_model`` defined by ``cls`` accept text models: every
+    method then trains a text model in its embedding space, whoever calls it."""
+    for name, wrapper in (("loss", _in_embedding_space), ("explanation_loss", _in_embedding_space),
+                          ("check_model", _in_embedding_space_check)):
+        function = vars(cls).get(name)
+        if function is not None and not getattr(function, "text_entry", False):
+            setattr(cls, name, wrapper(function))
+
+
+_text_entry_points(Method)

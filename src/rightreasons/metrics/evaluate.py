@@ -1,5 +1,6 @@
 """evaluate(model, dataset) -> metrics dict: the numbers that say whether a model is right for the
-right reasons. Runs in eval mode (restored afterwards) and never touches the global RNG. Outputs that are
+right reasons (a text model's in its embedding space, data.text.embedded).
+Runs in eval mode (restored afterwards) and never touches the global RNG. Outputs that are
 not finite (batch, num_classes) logits raise a one-line ``UserError`` naming the dataset (metrics.logits)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ExplanationDataset, capped_batch_size
+from ..data.text.embedded import explanation_space
 from ..devices import model_device
 from ..ops.modes import eval_mode
 from .accuracy import accuracy_metrics
@@ -17,6 +19,7 @@ from .saliency import MaskShareAccumulator
 
 def predict(model: nn.Module, dataset: ExplanationDataset, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels for every example."""
+    model, dataset = explanation_space(model, dataset)
     preds = []
     where = f"dataset {dataset.name!r}"
     device = model_device(model)
@@ -36,6 +39,7 @@ def evaluate(
     """accuracy, worst/mean-group and per-group accuracy, macro accuracy and (if ``mask_share``) the
     share of input-gradient mass inside the mask (see metrics.saliency) and the wrong-reason score
     (share of the binarised saliency inside the mask, see metrics.wrong_reason)."""
+    model, dataset = explanation_space(model, dataset)
     share = MaskShareAccumulator() if mask_share else None
     preds = []
     where = f"dataset {dataset.name!r}"

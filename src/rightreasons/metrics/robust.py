@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ExplanationDataset, capped_batch_size
+from ..data.text.embedded import explanation_space
 from ..errors import UserError
 from ..ops.interval_bounds import layers, margin_bounds, mask_box
 from ..ops.masked_pgd import masked_pgd
@@ -45,6 +46,7 @@ def masked_pgd_accuracy(
 ) -> float:
     """Share of examples still classified correctly after masked PGD (CE ascent, ``steps`` sign steps of
     ``step_size``, default 2.5 * eps / steps) inside x +- eps * m; ``random_start`` draws from ``generator``."""
+    model, dataset = explanation_space(model, dataset)
     correct = total = 0
     where = f"dataset {dataset.name!r}"
     with checked_outputs(model, dataset.num_classes, where), eval_mode(model):
@@ -64,6 +66,7 @@ def ibp_certified_accuracy(model: nn.Module, dataset: ExplanationDataset, eps: f
     Raises ``UserError`` if the model has a layer interval bounds do not support."""
     if isinstance(model, torch.jit.ScriptModule):
         raise UserError("interval bounds need the model's layers; a TorchScript module (torch.jit) hides them")
+    model, dataset = explanation_space(model, dataset)
     correct = total = 0
     with eval_mode(model), torch.no_grad():
         layers(model)  # fail before any work, naming every unsupported module
@@ -86,6 +89,7 @@ def robust_metrics(model: nn.Module, dataset: ExplanationDataset, eps: Optional[
     the eps and steps used. IBP is None (with ``ibp_note`` naming the layers) for a model interval bounds
     do not support; both are None when the data range is not finite (no box to search) and NaN when no
     example has a mask (every box is a point: the numbers would only repeat the clean accuracy)."""
+    model, dataset = explanation_space(model, dataset)
     lo, hi = dataset.input_range
     if eps is None:
         eps = float(hi - lo) if math.isfinite(lo) and math.isfinite(hi) else None

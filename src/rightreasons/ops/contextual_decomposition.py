@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..tokens import TokenMean, embeddings, token_flags
 from . import graph
 from .interval_bounds import batch_var_mean
 from .modes import eval_mode
@@ -150,6 +151,12 @@ def _identity(m, r, i, opts):
     return r, i
 
 
+def _token_mean(m, r, i, opts):
+    """The tokens' mean is linear without offset once the flags (read from the whole input) are fixed."""
+    flags = token_flags(r + i)
+    return m.pool(embeddings(r), flags), m.pool(embeddings(i), flags)
+
+
 _RULES: dict[type, Rule] = {
     nn.Linear: _linear,
     nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
@@ -160,6 +167,7 @@ _RULES: dict[type, Rule] = {
     nn.AvgPool1d: _both, nn.AvgPool2d: _both, nn.AvgPool3d: _both,
     nn.AdaptiveAvgPool1d: _both, nn.AdaptiveAvgPool2d: _both, nn.AdaptiveAvgPool3d: _both,
     nn.Flatten: _both, nn.Unflatten: _both,
+    TokenMean: _token_mean,
     nn.Identity: _identity, nn.Dropout: _identity, nn.Dropout1d: _identity, nn.Dropout2d: _identity,
     nn.Dropout3d: _identity, nn.AlphaDropout: _identity,
 }

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..tokens import TokenMean, embeddings, token_flags
 from . import graph
 
 
@@ -95,8 +96,17 @@ def _identity(m: nn.Module, box: Interval) -> Interval:
     return box
 
 
+def _token_mean(m: TokenMean, box: Interval) -> Interval:
+    """The tokens' mean with the flags of the box's centre: exact when the flags do not move (the mask of
+    embedded text never covers them)."""
+    if bool((box.radius[..., -1] != 0).any()):
+        raise UserError("interval bounds: the box moves the token flags of embedded text; mask only embeddings")
+    flags = token_flags(box.centre)
+    return Interval(m.pool(embeddings(box.centre), flags), m.pool(embeddings(box.radius), flags))
+
+
 Rule = Callable[[nn.Module, Interval], Interval]
-RULES: dict[type, Rule] = {nn.Linear: _linear, nn.Identity: _identity}
+RULES: dict[type, Rule] = {nn.Linear: _linear, nn.Identity: _identity, TokenMean: _token_mean}
 RULES.update({t: _conv for t in (nn.Conv1d, nn.Conv2d, nn.Conv3d)})
 RULES.update({t: _batchnorm for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)})
 RULES.update({t: _identity for t in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)})

@@ -22,7 +22,7 @@ from ..data import DataSplits, load_dataset
 from ..errors import UserError
 from ..methods import create_method
 from ..train.config import TrainConfig
-from ..train.run import build_model, resolved_config
+from ..train.run import build_model, data_model_options, resolved_config
 from ..train.trainer import NonFiniteLossError, fit
 from .space import Dimension, apply, check_space
 
@@ -77,7 +77,7 @@ class Objective:
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
         start = time.perf_counter()
-        model = build_model(config, self.data.input_shape, self.data.num_classes)
+        model = build_model(config, self.data.input_shape, self.data.num_classes, data_model_options(self.data))
         method = create_method(config.method, **config.params)
         try:
             result = fit(model, method, self.data, config)  # trains on train, measures val; never test

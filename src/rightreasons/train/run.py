@@ -40,6 +40,7 @@ from ..metrics.evaluate import evaluate
 from ..metrics.robust import robust_metrics
 from ..models import create_model
 from ..models.registry import imports_code
+from ..models.text import TEXT_MODELS
 from .checkpoint import CheckpointError, latest_checkpoint, read_meta
 from .config import TrainConfig
 from .distributed import training_device
@@ -74,11 +75,25 @@ class RunOutput:
     data: DataSplits
 
 
-def build_model(config: TrainConfig, input_shape, num_classes: int) -> nn.Module:
-    """The model the config names, initialised from ``config.seed`` without touching the global RNG."""
+def build_model(config: TrainConfig, input_shape, num_classes: int, data_given: Optional[dict] = None) -> nn.Module:
+    """The model the config names, initialised from ``config.seed`` without touching the global RNG.
+    ``data_given``: options the data fixes (a text dataset's ``vocab_size``), see :func:`data_model_options`."""
+    data_given = dict(data_given or {})
+    name = config.model_name()
+    if data_given and not (name in TEXT_MODELS or imports_code(name)):
+        raise UserError(f"model {name!r} takes images or tables, and the data is text: train text-bag, text-cnn "
+                        "or text-transformer on it (--model)")
+    clash = sorted(set(data_given) & set(config.model_options))
+    if clash:
+        raise UserError(f"model option(s) {', '.join(clash)}: set by the data, not on the command line")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return create_model(config.model_name(), input_shape, num_classes, **config.model_options)
+        return create_model(name, input_shape, num_classes, **config.model_options, **data_given)
+
+
+def data_model_options(data: DataSplits) -> dict:
+    """What the data fixes of the model: a text dataset's vocabulary size; nothing for other data."""
+    return dict(getattr(data.train, "model_options", {}))
 
 
 def resolved_config(config: TrainConfig) -> TrainConfig:
@@ -213,7 +228,8 @@ def run_training(
     method = create_method(config.method, **config.params)
     if data is None:
         data = load_dataset(config.data, seed=config.seed, **config.data_options)
-    model = build_model(config, data.input_shape, data.num_classes).to(training_device(config.device))
+    model = build_model(config, data.input_shape, data.num_classes, data_model_options(data))
+    model = model.to(training_device(config.device))
     result = fit(model, method, data, config, log=log, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     metrics = {
         "test": {**evaluate(model, data.test), **robust_metrics(model, data.test)},
@@ -318,7 +334,8 @@ def load_run(run_dir: str | Path, data: Optional[DataSplits] = None, trust_code:
     # the run's own weights replace whatever a weights=PATH model option loaded at training time (that file
     # need not exist any more)
     options = {k: v for k, v in config.model_options.items() if k != "weights"}
-    model = build_model(config.replace(model_options=options), data.input_shape, data.num_classes)
+    model = build_model(config.replace(model_options=options), data.input_shape, data.num_classes,
+                        data_model_options(data))
     try:
         state = load_safetensors(weights)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
