@@ -241,3 +241,22 @@ def test_training_a_text_model_end_to_end(tmp_path):
     assert 0 <= out.metrics["test"]["accuracy"] <= 1
     assert not math.isnan(out.metrics["test"]["mask_gradient_share"])
     assert out.metrics["test"]["masked_pgd_accuracy"] is None  # embeddings have no finite range: no default eps
+
+
+def test_fit_refuses_mismatched_models_data_and_augmentation():
+    import rightreasons as rr
+
+    data = _data()
+    splits = rr.DataSplits(data, data, data)
+    text_model = create_model("text-bag", data.input_shape, 3, vocab_size=len(data.vocab))
+    with pytest.raises(UserError, match="is text: train a text model"):
+        rr.fit(create_model("mlp", (9,), 3), create_method("erm"), splits, rr.TrainConfig(epochs=1))
+    with pytest.raises(UserError, match="augmentation"):
+        rr.fit(text_model, create_method("erm"), splits, rr.TrainConfig(epochs=1, augment={"preset": "flip"}))
+    from rightreasons.train.config import TrainConfig
+    from rightreasons.train.run import build_model
+
+    with pytest.raises(UserError, match="data is text"):
+        build_model(TrainConfig(model="mlp"), (9,), 3, {"vocab_size": 30})
+    with pytest.raises(UserError, match="set by the data"):
+        build_model(TrainConfig(model="text-bag", model_options={"vocab_size": 5}), (9,), 3, {"vocab_size": 30})

@@ -27,6 +27,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from ..console import stderr_console
 from ..data.augment import create_augmentation
 from ..data.dataset import DataSplits, ExplanationDataset
+from ..data.text.embedded import explanation_space, is_text_dataset
 from ..devices import model_device
 from ..errors import UserError
 from ..methods.base import Method, StepContext
@@ -157,6 +158,7 @@ def fit(
     # the config with unset epochs and batch size resolved, and the splits
     check_module(model)
     config, train_set, val_set = _resolve(config, data)
+    explanation_space(model, train_set)  # a text model needs text data, and text data a text model
     # this process among the processes training together, and the loss of one step (under DDP if several)
     rank, size = world()
     check_static_graph(model)
@@ -170,6 +172,8 @@ def fit(
     gens = {"shuffle": torch.Generator().manual_seed(config.seed),
             "method": torch.Generator().manual_seed(config.seed + 1_000_003)}
     augmentation = create_augmentation(config.augment)
+    if augmentation is not None and is_text_dataset(train_set):
+        raise UserError(f"{train_set.name}: augmentation transforms images; the data is text (leave augment unset)")
     if augmentation is not None:  # image and mask moved together, from a stream of its own
         augmentation.check(train_set.batch(torch.arange(1)), train_set.input_range)
         gens["augment"] = torch.Generator().manual_seed(config.seed + 3_000_017)
