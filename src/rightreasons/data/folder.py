@@ -2,7 +2,7 @@
 
 Layout::
 
-    PATH/labels.csv     header: file,label[,group][,split][,mask]   (columns in any order)
+    PATH/labels.csv     header: file,label[,group][,split][,mask][,boxes]   (columns in any order)
     PATH/<file>         PNG or JPEG images, paths relative to PATH (subfolders are fine)
     PATH/<mask>         grayscale mask images, the same size as their image
 
@@ -24,6 +24,12 @@ such as EPS), and at most MAX_PIXELS pixels each.
   ignore. If your masks mark the relevant region instead, pass ``mask_invert=true``. Masks must be
   near-binary (every pixel <= 25 or >= 230); grey, anti-aliased masks need an explicit
   ``mask_threshold=T`` (pixel / 255 >= T marks the pixel).
+- ``boxes`` (optional): boxes instead of (or besides) a mask image, ``x,y,w,h`` in pixels of the
+  original image (x, y the top-left corner; numbers may be fractional), several separated by ``;``
+  (``10,12,30,20;50,4,8,8``). They are rasterised at load time: a pixel is marked when its centre lies in
+  ``[x, x + w) x [y, y + h)``; the union with the row's mask image (if any) is the example's mask, and
+  ``mask_invert`` applies to the union (boxes around the object that matters, then, with
+  ``mask_invert=true``). A row with boxes is annotated.
 
 Options: ``size`` (``N`` or ``"H,W"``: resize images bilinearly and masks by nearest neighbour;
 without it every image must have the size of the first), ``channels`` (3 = RGB, the default, or
@@ -52,6 +58,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -74,7 +81,9 @@ from .csv_common import (
 from .dataset import DataSplits, ExplanationDataset
 from .streaming import ExampleCache, StreamingImageDataset
 
-COLUMNS = ("file", "label", "group", "split", "mask")
+COLUMNS = ("file", "label", "group", "split", "mask", "boxes")
+#: the most boxes one labels.csv row may give
+MAX_BOXES = 1000
 LABELS_FILE = "labels.csv"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 NEAR_BLACK, NEAR_WHITE = 25, 230
@@ -185,8 +194,50 @@ def _resize(a: np.ndarray, size, nearest: bool) -> np.ndarray:
     return np.asarray(im.resize((size[1], size[0]), Image.NEAREST if nearest else Image.BILINEAR))
 
 
-def _mask(path: Path, where: str, image_hw, opts) -> np.ndarray:
-    """The bool (H, W) mask of one example (1 = ignore), validated against its image."""
+def parse_boxes(cell: str, where: str) -> tuple[tuple[float, float, float, float], ...]:
+    """The boxes of a ``boxes`` cell: ``x,y,w,h`` separated by ``;`` (empty: none), finite, w and h > 0."""
+    boxes = []
+    for part in filter(None, (p.strip() for p in cell.split(";"))):
+        try:
+            numbers = tuple(float(v) for v in part.split(","))
+        except ValueError:
+            numbers = ()
+        if len(numbers) != 4 or not all(np.isfinite(numbers)):
+            raise DataError(f"{where}: box {part!r} is not four numbers x,y,w,h")
+        if numbers[2] <= 0 or numbers[3] <= 0:
+            raise DataError(f"{where}: box {part!r} has a width or height that is not positive")
+        boxes.append(numbers)
+    if len(boxes) > MAX_BOXES:
+        raise DataError(f"{where}: {len(boxes)} boxes, more than {MAX_BOXES}")
+    return tuple(boxes)
+
+
+def box_mask(boxes, image_hw, where: str) -> np.ndarray:
+    """The bool (H, W) union of ``boxes``: pixel (r, c) is marked when (c + 0.5, r + 0.5) lies in
+    [x, x + w) x [y, y + h). A box that marks no pixel of the image is an error."""
+    h, w = image_hw
+    out = np.zeros((h, w), dtype=bool)
+    centres_x, centres_y = np.arange(w) + 0.5, np.arange(h) + 0.5
+    for x0, y0, bw, bh in boxes:
+        cols = (centres_x >= x0) & (centres_x < x0 + bw)
+        rows = (centres_y >= y0) & (centres_y < y0 + bh)
+        if not cols.any() or not rows.any():
+            raise DataError(f"{where}: box {x0:g},{y0:g},{bw:g},{bh:g} covers no pixel of the {h}x{w} image")
+        out |= rows[:, None] & cols[None, :]
+    return out
+
+
+def _mask(path: Optional[Path], where: str, image_hw, opts, boxes=()) -> np.ndarray:
+    """The bool (H, W) mask of one example (1 = ignore): its mask image (validated against the image)
+    and its boxes, united, inverted with ``mask_invert``."""
+    out = np.zeros(image_hw, dtype=bool) if path is None else _mask_image(path, where, image_hw, opts)
+    if boxes:
+        out |= box_mask(boxes, image_hw, where)
+    return ~out if opts["mask_invert"] else out
+
+
+def _mask_image(path: Path, where: str, image_hw, opts) -> np.ndarray:
+    """The bool (H, W) mask read from a mask image, validated against its image (not inverted)."""
     m = read_image(path, where, "L", resolved=True)
     if m.shape != image_hw:
         raise DataError(f"{where}: mask is {m.shape[0]}x{m.shape[1]} but image is {image_hw[0]}x{image_hw[1]}")
@@ -200,7 +251,7 @@ def _mask(path: Path, where: str, image_hw, opts) -> np.ndarray:
         out = m >= 128
     else:
         out = m.astype(np.float32) / 255 >= threshold
-    return ~out if opts["mask_invert"] else out
+    return out
 
 
 def _fit(img: np.ndarray, m: np.ndarray, size):
@@ -260,9 +311,11 @@ class FolderDecoder:
     and normalisation as the in-memory path, per example, through an optional :class:`ExampleCache`."""
 
     def __init__(self, examples, mode: str, channels: int, size, norm, mask_opts: dict,
-                 cache: ExampleCache | None):
+                 cache: ExampleCache | None, boxes=None):
         #: per example (image real path, its name in messages, mask real path or "", the mask's name)
         self.examples = examples
+        #: per example its boxes (labels.csv ``boxes``), or None for none anywhere
+        self.boxes = boxes
         self.mode, self.channels, self.size, self.norm = mode, channels, size, norm
         self.mask_opts, self.cache = dict(mask_opts), cache
         _pil()
@@ -274,7 +327,11 @@ class FolderDecoder:
         image, where, mask, mask_where = self.examples[j]
         img = read_image(Path(image), where, self.mode, resolved=True)
         hw = img.shape[:2]
-        m = _mask(Path(mask), mask_where, hw, self.mask_opts) if mask else np.zeros(hw, dtype=bool)
+        boxes = self.boxes[j] if self.boxes is not None else ()
+        if mask or boxes:
+            m = _mask(Path(mask) if mask else None, mask_where or where, hw, self.mask_opts, boxes)
+        else:
+            m = np.zeros(hw, dtype=bool)
         return _fit(img, m, self.size)
 
     def _key(self, j: int):
@@ -284,8 +341,10 @@ class FolderDecoder:
             stats = [(p, os.stat(p)) for p in (image, mask) if p]
         except OSError:
             return None
+        boxes = [list(b) for b in self.boxes[j]] if self.boxes is not None else []
         return ExampleCache.key([[p, st.st_size, st.st_mtime_ns] for p, st in stats], list(self.size), self.mode,
-                                self.mask_opts["mask_threshold"], self.mask_opts["mask_invert"], self.pillow)
+                                self.mask_opts["mask_threshold"], self.mask_opts["mask_invert"], self.pillow,
+                                *([boxes] if boxes else []))
 
     def example(self, j: int):
         """uint8 image (H, W) or (H, W, 3) and bool mask (H, W) of example ``j``, resized."""
@@ -373,6 +432,8 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
     split_col = encode_splits(csv_path, row_numbers, col["split"], "split") if col["split"] is not None else None
 
     mode = "RGB" if channels == 3 else "L"
+    boxes = ([parse_boxes(cell, f"{csv_path} row {row}, column boxes") for row, cell in zip(row_numbers, col["boxes"])]
+             if col["boxes"] is not None else None)
     images, masks, has_mask, seen, examples = [], [], [], {}, []
     first_hw = None
     for i, row in enumerate(row_numbers):
@@ -386,6 +447,7 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
                             + ("" if seen[key][1] == name else f" (as {seen[key][1]!r})"))
         seen[key] = (row, name)
         mask_name = col["mask"][i] if col["mask"] is not None else ""
+        row_boxes = boxes[i] if boxes is not None else ()
         if stream:  # only what is cheap now: the files exist (and are inside PATH); decoding checks the rest
             where = f"{root / name} (labels.csv row {row})"
             open_regular(real, "image file", where, resolved=True)[0].close()
@@ -395,7 +457,7 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
                 mask_where = f"{root / mask_name} (labels.csv row {row})"
                 open_regular(mask_real, "image file", mask_where, resolved=True)[0].close()
             examples.append((str(real), where, str(mask_real) if mask_name else "", mask_where))
-            has_mask.append(bool(mask_name))
+            has_mask.append(bool(mask_name or row_boxes))
             continue
         img = read_image(real, f"{root / name} (labels.csv row {row})", mode, resolved=True)
         hw = img.shape[:2]
@@ -404,21 +466,22 @@ def load_folder(path: str | Path, seed: int = 0, **options) -> DataSplits:
                             f"is {first_hw[0][0]}x{first_hw[0][1]}; pass size=H,W to resize every image")
         if first_hw is None:
             first_hw = (hw, name)
-        if mask_name:
-            mask_real = dataset_file(root_real, csv_path, row, "mask", mask_name, allow_outside)
-            m = _mask(mask_real, f"{root / mask_name} (labels.csv row {row})", hw, mask_opts)
+        if mask_name or row_boxes:
+            mask_real = dataset_file(root_real, csv_path, row, "mask", mask_name, allow_outside) if mask_name else None
+            where = f"{root / mask_name} (labels.csv row {row})" if mask_name else f"{csv_path} row {row}, column boxes"
+            m = _mask(mask_real, where, hw, mask_opts, row_boxes)
         else:
             m = np.zeros(hw, dtype=bool)
         img, m = _fit(img, m, size)
         images.append(img)
         masks.append(m)
-        has_mask.append(bool(mask_name))
+        has_mask.append(bool(mask_name or row_boxes))
 
     low, high = _input_range(norm)
     split, how = resolve_splits(csv_path, y, split_col, rng, val_f, test_f)
     if stream:
         decoder = FolderDecoder(examples, mode, channels, size, norm, mask_opts,
-                                None if cache is None else ExampleCache(cache))
+                                None if cache is None else ExampleCache(cache), boxes)
         return _streaming_splits(root, source, cache, workers, decoder, y, group, has_mask, split, (low, high),
                                  {"dataset": "folder", "path": str(root), "classes": class_names, "groups": group_names,
                                   "split": how, "seed": seed, "annotated": int(sum(has_mask)),
