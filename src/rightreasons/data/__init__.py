@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (built-in datasets register themselves)
                        fashion_mnist,
                        isic,
                        plant,
+                       salient_imagenet,
                        spurious,
                        text,
                        toy_colors,
