@@ -260,3 +260,20 @@ def test_fit_refuses_mismatched_models_data_and_augmentation():
         build_model(TrainConfig(model="mlp"), (9,), 3, {"vocab_size": 30})
     with pytest.raises(UserError, match="set by the data"):
         build_model(TrainConfig(model="text-bag", model_options={"vocab_size": 5}), (9,), 3, {"vocab_size": 30})
+
+
+def test_a_run_refuses_text_data_with_another_vocabulary(tmp_path):
+    from rightreasons.train.config import TrainConfig
+    from rightreasons.train.run import load_run, run_training, save_run
+
+    source = _corpus(tmp_path / "bbc", per_class=10)
+    config = TrainConfig(data="decoy-bbc", data_options={"source": str(source), "min_count": 1}, method="erm",
+                         model="text-bag", epochs=1, batch_size=8)
+    output = run_training(config)
+    assert output.metrics["vocabulary"]["sha256"] == output.data.train.vocab.fingerprint()
+    save_run(tmp_path / "run", output)
+    model, _, data = load_run(tmp_path / "run")  # its own data: the same vocabulary
+    assert data.train.vocab.words == output.data.train.vocab.words
+    other = load_dataset("decoy-bbc", source=str(source), min_count=1, max_vocab=5)  # fewer words, other ids
+    with pytest.raises(UserError, match="another vocabulary"):
+        load_run(tmp_path / "run", data=other)

@@ -14,6 +14,9 @@ ROWS = (("accuracy", "accuracy"), ("worst_group_accuracy", "worst-group accuracy
         ("annotated_examples", "annotated examples"), ("annotated_accuracy", "accuracy (annotated)"),
         ("randomised_accuracy", "accuracy, masked region randomised"),
         ("randomised_flip_rate", "predictions flipped by randomising"),
+        ("unk_accuracy", "accuracy, masked tokens made unknown"), ("unk_flip_rate", "predictions flipped by unknown"),
+        ("removed_accuracy", "accuracy, masked tokens removed"),
+        ("removed_flip_rate", "predictions flipped by removing"),
         ("masked_pgd_accuracy", "accuracy under masked PGD"), ("ibp_certified_accuracy", "IBP-certified accuracy"))
 
 
@@ -52,6 +55,8 @@ def audit_command(run_dir, data, data_options, split, eps, steps, draws, seed, a
     table.add_column("check")
     table.add_column("value", justify="right")
     for key, label in ROWS:
+        if result.get("input") == "text":
+            label = label.replace("masked region randomised", "masked tokens replaced by random words")
         if key in result:
             label = f"{label} (eps {result['eps']:g})" if key == "masked_pgd_accuracy" else label
             table.add_row(label, fmt(result[key]))

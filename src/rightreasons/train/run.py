@@ -58,6 +58,7 @@ from .rundir import (
     old_manifest_files,
     parse_run_json,
     read_run_file,
+    run_file,
     run_internals,
     run_lock,
     settle,
@@ -89,6 +90,25 @@ def build_model(config: TrainConfig, input_shape, num_classes: int, data_given: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return create_model(name, input_shape, num_classes, **config.model_options, **data_given)
+
+
+def vocabulary_record(data: DataSplits) -> dict:
+    """For text data, ``{"vocabulary": {"size", "sha256"}}`` (what ``load_run`` checks the data against)."""
+    vocab = getattr(data.train, "vocab", None)
+    return {"vocabulary": {"size": len(vocab), "sha256": vocab.fingerprint()}} if vocab is not None else {}
+
+
+def check_vocabulary(run_dir: Path, manifest, data: DataSplits) -> None:
+    """Refuse text data whose vocabulary is not the one the run was trained with (the token ids would
+    mean other words); runs without a recorded vocabulary are not checked."""
+    if getattr(data.train, "vocab", None) is None or not run_file(run_dir, "metrics.json").exists():
+        return
+    recorded = parse_run_json(read_run_file(run_dir, "metrics.json", manifest), run_dir / "metrics.json", "metrics")
+    recorded = recorded.get("vocabulary") if isinstance(recorded, dict) else None
+    if isinstance(recorded, dict) and recorded.get("sha256") != data.train.vocab.fingerprint():
+        raise UserError(f"{run_dir}: was trained with another vocabulary ({recorded.get('size')} words) than "
+                        f"this data's ({len(data.train.vocab)}): its token ids would mean other words; evaluate it "
+                        "on the data it was trained on")
 
 
 def data_model_options(data: DataSplits) -> dict:
@@ -232,6 +252,7 @@ def run_training(
     model = model.to(training_device(config.device))
     result = fit(model, method, data, config, log=log, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     metrics = {
+        **vocabulary_record(data),
         "test": {**evaluate(model, data.test), **robust_metrics(model, data.test)},
         "val": evaluate(model, data.val),
         "train_seconds": result.train_seconds,
@@ -331,6 +352,7 @@ def load_run(run_dir: str | Path, data: Optional[DataSplits] = None, trust_code:
     weights = read_run_file(run_dir, "model.safetensors", manifest)
     if data is None:
         data = load_dataset(config.data, seed=config.seed, **config.data_options)
+    check_vocabulary(run_dir, manifest, data)
     # the run's own weights replace whatever a weights=PATH model option loaded at training time (that file
     # need not exist any more)
     options = {k: v for k, v in config.model_options.items() if k != "weights"}

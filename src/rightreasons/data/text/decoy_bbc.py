@@ -130,7 +130,10 @@ def build_bbc(name: str, seed: int, decoys: bool, **options) -> DataSplits:
                                  group=torch.as_tensor(group), has_mask=torch.full((len(y),), decoys),
                                  words=split_words, num_classes=len(classes), num_groups=num_groups,
                                  name=f"{name}/{split}", class_names=classes)
-    info = {"dataset": name, "classes": classes, "vocabulary": len(vocab), "max_length": opts["max_length"],
+    groups = ([f"{c} {kind}" for c in classes for kind in ("other decoy", "own decoy")]
+              if num_groups == 2 * len(classes) else classes)
+    info = {"dataset": name, "classes": classes, "groups": groups, "vocabulary": len(vocab),
+            "max_length": opts["max_length"],
             "sizes": {split: len(out[split]) for split in SPLITS}}
     return DataSplits(out["train"], out["val"], out["test"], info=info)
 

@@ -8,6 +8,7 @@ given as character spans map to tokens). :class:`Vocabulary` numbers the words o
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -76,6 +77,10 @@ class Vocabulary:
     def encode(self, words: Iterable[str]) -> list[int]:
         """The ids of ``words`` (unknown words -> 1)."""
         return [self.index.get(w, UNK) for w in words]
+
+    def fingerprint(self) -> str:
+        """sha256 of the words in id order: two vocabularies map ids to the same words iff it is equal."""
+        return hashlib.sha256("\n".join(self.words).encode("utf-8")).hexdigest()
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.words[int(i)] for i in ids]
