@@ -349,7 +349,8 @@ def test_file_size_limit_during_an_overwrite_and_a_bench_save(run, tmp_path, lim
 
 
 def test_bench_redoes_a_run_with_broken_metrics_and_never_drops_it(tmp_path, capsys):
-    from rightreasons.bench.harness import plan_runs, run_state
+    from rightreasons.bench.harness import run_state
+    from rightreasons.bench.plan import plan_runs
     from rightreasons.bench.results import collect_rows
 
     out = tmp_path / "b"

@@ -3,8 +3,8 @@ in its own process and run directory (harness, worker), the published comparison
 (published), and results.csv.
 Rendering them (summary.md, report.html) is :mod:`rightreasons.report`'s job."""
 
-from .harness import RunSpec, expand_methods, plan_runs, run_bench, run_state
-from .plan import BenchPlan, plan_bench
+from .harness import RunSpec, expand_methods, run_bench, run_state
+from .plan import BenchPlan, plan_bench, plan_runs
 from .presets import PRESETS, Preset, get_preset
 from .published import PUBLISHED, SOURCES, published_for
 from .results import collect_rows, read_results_csv, write_results_csv

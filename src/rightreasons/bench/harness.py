@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence
 from ..errors import UserError
 from ..files import atomic_write_json, read_json
 from ..train.config import TrainConfig, with_field_defaults
-from ..train.run import read_finished_run, resolved_config
+from ..train.run import read_finished_run
 
 MARKER = "bench.json"
 #: config fields that may differ between a finished run and the plan without redoing it
@@ -54,27 +54,6 @@ def expand_methods(names: Sequence[str]) -> list[str]:
             picked = [name]
         out += picked
     return list(dict.fromkeys(out))
-
-
-def plan_runs(out: str | Path, datasets: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
-              base: TrainConfig, params: Optional[dict] = None, data_options: Optional[dict] = None,
-              threads: Optional[int] = None) -> list[RunSpec]:
-    """Resolved configs of every (dataset, method, seed), in that order, with their run directories."""
-    from ..data import DATASETS
-
-    params, data_options = params or {}, data_options or {}
-    specs = []
-    for data in datasets:
-        DATASETS.get(data)
-        for method in methods:
-            for seed in seeds:
-                config = base.replace(data=data, method=method, seed=int(seed), threads=threads,
-                                      model=model_for(method, base.replace(data=data).model_name()),
-                                      params=dict(params.get(method, {})),
-                                      data_options={**base.data_options, **data_options.get(data, {})})
-                config.validate()
-                specs.append(RunSpec(resolved_config(config), Path(out) / "runs" / f"{data}-{method}-seed{seed}"))
-    return specs
 
 
 def available_cores() -> int:

@@ -4,11 +4,21 @@ command line that reproduces them.
 Settings are layered: TrainConfig defaults, then the preset's, then the flags given. ``--param`` and
 ``--data-option`` assignments are ``[SCOPE.]KEY=VALUE``: with a scope (a method, a dataset) they apply to
 it alone; without one, a method parameter goes to every method that has it and a data option to every
-dataset.
+dataset. The scope ends at the last dot, so a dataset spec with a path is a scope as it is
+(``isic:/data/isic.size=64``); the prefix alone (``isic.size=64``) names the one dataset with that prefix.
+
+Any dataset spec trains: a registered name, ``PREFIX:PATH`` (a downloaded dataset), ``folder:PATH`` and
+``csv:PATH``. Paths are recorded as given and must exist when the plan is made; their runs are named
+``PREFIX-<last path component>-METHOD-seedK`` (with a hash of the spec when two would share a name).
+A preset of a downloaded dataset takes its PATH from ``data_path`` (``--data-path``), or from a ``--data``
+spec with its prefix.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -18,13 +28,13 @@ from typing import Callable, Optional, Sequence
 from ..errors import UserError
 from ..train.config import TrainConfig
 from ..train.overrides import parse_assignments
-from .harness import RunSpec, available_cores, expand_methods, plan_runs
-from .presets import Preset, get_preset
+from .harness import RunSpec, available_cores, expand_methods, model_for
+from .presets import Preset, get_preset, path_presets
 
 #: TrainConfig fields the ``bench`` command sets by flags of the same name (``--batch-size`` for batch_size)
 FLAG_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision")
 #: the preset settings over TrainConfig defaults (None in the preset: the default)
-PRESET_FIELDS = ("epochs", "model", "lr", "lr_schedule")
+PRESET_FIELDS = ("epochs", "model", "lr", "lr_schedule", "batch_size", "optimizer", "weight_decay", "select")
 DEFAULT_SEEDS = 3
 
 
@@ -53,7 +63,7 @@ def scoped_assignments(items: Sequence[str], option: str, known: Sequence[str], 
     plural); an unscoped ``KEY=VALUE`` goes to every scope ``fallback(key)`` lists, and to none is an error."""
     out: dict = {}
     for key, value in parse_assignments(tuple(items), option).items():
-        scope, dot, name = key.partition(".")
+        scope, dot, name = key.rpartition(".")
         targets = [scope] if dot else fallback(key)
         if dot and scope not in known:
             raise UserError(f"{option} {key}={value!r}: {scope!r} is not one of the {what} of this benchmark "
@@ -63,6 +73,93 @@ def scoped_assignments(items: Sequence[str], option: str, known: Sequence[str], 
         for target in targets:
             out.setdefault(target, {})[name if dot else key] = value
     return out
+
+
+def path_spec(spec: str) -> Optional[tuple[str, str]]:
+    """(prefix, path) of a ``PREFIX:PATH``, ``folder:PATH`` or ``csv:PATH`` spec; None for a registered name."""
+    from ..data.registry import OWN_DATA, PATH_DATASETS
+
+    prefix, sep, path = spec.partition(":")
+    return (prefix, path) if sep and (prefix in PATH_DATASETS or prefix in OWN_DATA) else None
+
+
+def check_dataset(spec: str) -> None:
+    """A one-line UserError unless ``spec`` is a registered dataset or a path spec whose path exists."""
+    from ..data import DATASETS
+
+    parts = path_spec(spec)
+    if parts is None:
+        DATASETS.get(spec)  # unknown names: the registry's one-line error naming the known ones
+        return
+    prefix, path = parts
+    if not path:
+        raise UserError(f"bench: dataset {spec!r}: give a path after '{prefix}:'")
+    if not os.path.exists(path):
+        raise UserError(f"bench: dataset {spec!r}: {path}: no such file or directory")
+
+
+def run_labels(datasets: Sequence[str]) -> dict[str, str]:
+    """dataset spec -> the name its run directories start with: a registered name as it is, a path spec
+    ``PREFIX-<last path component>`` (other characters than letters, digits, ``._-`` as ``_``), with 8 hex
+    digits of the spec's sha256 appended when two specs would share a name."""
+    labels = {}
+    for spec in datasets:
+        parts = path_spec(spec)
+        if parts is None:
+            labels[spec] = spec
+            continue
+        prefix, path = parts
+        tail = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(os.path.normpath(path)))
+        labels[spec] = f"{prefix}-{tail}" if tail.strip("._") else prefix
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {spec: label if counts[label] == 1 or path_spec(spec) is None
+            else f"{label}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}" for spec, label in labels.items()}
+
+
+def plan_runs(out: str | Path, datasets: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
+              base: TrainConfig, params: Optional[dict] = None, data_options: Optional[dict] = None,
+              threads: Optional[int] = None) -> list[RunSpec]:
+    """Resolved configs of every (dataset, method, seed), in that order, with their run directories
+    (``DIR/runs/<label>-<method>-seed<k>``, the label of :func:`run_labels`); any dataset spec, paths checked."""
+    from ..train.run import resolved_config
+
+    params, data_options = params or {}, data_options or {}
+    for data in datasets:
+        check_dataset(data)
+    labels = run_labels(datasets)
+    specs = []
+    for data in datasets:
+        for method in methods:
+            for seed in seeds:
+                config = base.replace(data=data, method=method, seed=int(seed), threads=threads,
+                                      model=model_for(method, base.replace(data=data).model_name()),
+                                      params=dict(params.get(method, {})),
+                                      data_options={**base.data_options, **data_options.get(data, {})})
+                config.validate()
+                run_dir = Path(out) / "runs" / f"{labels[data]}-{method}-seed{seed}"
+                specs.append(RunSpec(resolved_config(config), run_dir))
+    return specs
+
+
+def _resolve_preset(chosen: Optional[Preset], data_path: Optional[str], data: Optional[str]) -> Optional[Preset]:
+    """The preset with its data path (a preset of a downloaded dataset), checked to exist."""
+    if chosen is None or chosen.path_prefix is None:
+        if data_path is not None:
+            raise UserError("bench: --data-path is for the presets of downloaded datasets "
+                            f"({', '.join(path_presets())}); without one, give --data PREFIX:PATH")
+        return chosen
+    if data_path is None:
+        mine = [parts[1] for d in split_names(data) if (parts := path_spec(d)) and parts[0] == chosen.path_prefix]
+        if len(mine) != 1:
+            raise chosen.missing_data()
+        data_path = mine[0]
+    if not data_path:
+        raise chosen.missing_data("give a non-empty --data-path PATH")
+    if not os.path.exists(data_path):
+        raise chosen.missing_data(f"{data_path}: no such directory")
+    return chosen.with_path(data_path)
 
 
 def _methods(methods: Optional[str], chosen: Optional[Preset]) -> list[str]:
@@ -88,7 +185,8 @@ def _strings(items) -> tuple[str, ...]:
 
 
 def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Optional[str] = None,
-               methods: Optional[str] = None, seeds: Optional[int] = None, model: Optional[str] = None,
+               data_path: Optional[str] = None, methods: Optional[str] = None, seeds: Optional[int] = None,
+               model: Optional[str] = None,
                epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
                lr_schedule: Optional[str] = None, params: Sequence[str] = (), data_options: Sequence[str] = (),
                jobs: int = 1, threads: Optional[int] = None, device: Optional[str] = None,
@@ -96,13 +194,16 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
     """The benchmark the ``bench`` command's flags describe, writing nothing. ``data`` and ``methods`` are
     comma-separated names (default: the preset's; methods ``mask`` without a preset); ``params`` and
     ``data_options`` are ``[SCOPE.]KEY=VALUE`` strings; ``threads`` defaults to the cores over ``jobs``.
-    A preset's methods that are not registered are skipped with a warning."""
+    A preset's methods that are not registered are skipped with a warning. ``data_path``: the PATH of a
+    preset of a downloaded dataset (``heo2023-isic``); without it (and without a ``--data`` spec of that
+    dataset) such a preset is a one-line error naming the dataset and where to download it."""
     from ..methods import METHODS
 
     for name, value in (("seeds", seeds), ("jobs", jobs), ("threads", threads)):
         _at_least_one(name, value)
     params, data_options = _strings(params), _strings(data_options)
     chosen = preset if isinstance(preset, Preset) else get_preset(preset) if preset else None
+    chosen = _resolve_preset(chosen, data_path, data)
     datasets = split_names(data) or list(chosen.datasets if chosen else [])
     if not datasets:
         raise UserError("bench: give --data (comma-separated datasets) or --preset")
@@ -120,15 +221,18 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
     for m, kv in given.items():
         method_params.setdefault(m, {}).update(kv)
     options = {d: dict(v) for d, v in (chosen.data_options if chosen else {}).items()}
-    for d, kv in scoped_assignments(data_options, "--data-option", datasets, "datasets",
+    prefixes = [p[0] for d in datasets if (p := path_spec(d))]
+    aliases = {p[0]: d for d in datasets if (p := path_spec(d)) and prefixes.count(p[0]) == 1 and p[0] not in datasets}
+    for d, kv in scoped_assignments(data_options, "--data-option", list(datasets) + list(aliases), "datasets",
                                     lambda key: list(datasets)).items():
-        options.setdefault(d, {}).update(kv)
+        options.setdefault(aliases.get(d, d), {}).update(kv)
 
     threads = threads or max(1, available_cores() // jobs)
     specs = plan_runs(out, datasets, method_names, range(n_seeds), base, method_params, options, threads)
     if chosen is not None:  # the preset's per-dataset hyperparameters (under --param) and robustness settings
         specs = chosen.refine(specs, given, flags)
     words = ["rightreasons", "bench"] + (["--preset", chosen.name] if chosen else [])
+    words += ["--data-path", chosen.data_path] if chosen is not None and chosen.data_path is not None else []
     words += ["--data", ",".join(datasets), "--methods", ",".join(method_names), "--seeds", str(n_seeds)]
     words += [w for k, v in flags.items() if v is not None for w in (f"--{k.replace('_', '-')}", str(v))]
     words += [w for p in params for w in ("--param", p)] + [w for o in data_options for w in ("--data-option", o)]

@@ -8,11 +8,15 @@ Settings that differ between the datasets of a preset (Chen et al. train and eva
 and 0.1 on Fashion-MNIST) are ``dataset_params`` (dataset -> method -> hyperparameters, over ``params``) and
 ``robustness`` (dataset -> the runs' ``robustness`` config field); :meth:`Preset.refine` applies them to the
 run specs the plan made from the dataset-independent settings.
+
+Presets of published datasets the user downloads (ISIC, plant) name a dataset prefix (``path_prefix``) instead
+of datasets; ``bench --preset NAME --data-path PATH`` makes it ``PREFIX:PATH`` (:meth:`Preset.with_path`), and
+their per-dataset settings are keyed by the prefix. ``origins`` says where each training setting comes from.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
 from ..errors import UserError
@@ -44,8 +48,49 @@ class Preset:
     #: dataset -> training settings (TrainConfig fields such as model and epochs) for that dataset alone; a flag
     #: given on the command line wins
     dataset_settings: dict = field(default_factory=dict)
-    #: one line per setting: "paper: ..." or "ours: ..."
+    #: one line per setting: "paper: ...", "paper's code: ..." or "ours: ..."
     notes: tuple[str, ...] = ()
+    #: more training settings (None = the TrainConfig default, or the dataset's batch size)
+    batch_size: Optional[int] = None
+    optimizer: Optional[str] = None
+    weight_decay: Optional[float] = None
+    select: Optional[str] = None
+    #: a downloaded dataset's prefix (``isic``): the preset runs on ``PREFIX:PATH`` (see :meth:`with_path`)
+    path_prefix: Optional[str] = None
+    #: what data the preset needs and where to get it (for the error without a path)
+    data_title: str = ""
+    download: str = ""
+    #: the PATH of :meth:`with_path`
+    data_path: Optional[str] = None
+    #: setting -> where it comes from: "paper", "paper's code" (the authors' published code) or "ours"
+    origins: dict = field(default_factory=dict)
+
+    @property
+    def needs_path(self) -> bool:
+        """True for a preset of a downloaded dataset that has no PATH yet."""
+        return self.path_prefix is not None and self.data_path is None
+
+    def missing_data(self, why: str = "give --data-path PATH") -> UserError:
+        """The one-line error of a preset without its data: which dataset, and where to download it."""
+        return UserError(f"preset {self.name} needs {self.data_title}: {why} (download it yourself: {self.download}; "
+                         "see docs/real-datasets.md)")
+
+    def with_path(self, path: str) -> "Preset":
+        """The preset on ``PREFIX:path``: its datasets and every per-dataset setting keyed by the prefix moved to
+        that spec. The path is kept as given."""
+        if self.path_prefix is None:
+            raise UserError(f"preset {self.name} trains on built-in datasets; --data-path is for the presets of "
+                            f"downloaded datasets ({', '.join(path_presets())})")
+        if not isinstance(path, str) or not path:
+            raise self.missing_data("give a non-empty --data-path PATH")
+        spec = f"{self.path_prefix}:{path}"
+
+        def rekey(table: dict) -> dict:
+            return {spec if k == self.path_prefix else k: v for k, v in table.items()}
+
+        return replace(self, datasets=(spec,), data_path=path, data_options=rekey(self.data_options),
+                       dataset_params=rekey(self.dataset_params), robustness=rekey(self.robustness),
+                       dataset_settings=rekey(self.dataset_settings))
 
     def params_for(self, dataset: str, method: str) -> dict:
         """The preset's hyperparameters of ``method`` on ``dataset``: ``params``, then ``dataset_params``."""
@@ -179,6 +224,111 @@ PRESETS.update({p.name: p for p in (
         ),
     ),
 )})
+
+
+HEO_METHODS = ("erm", "group_dro", "rrr", "cdep", "avg_ex", "pgd_ex", "ibp_ex", "pgd_ex+rrr", "ibp_ex+rrr")
+HEO_CODE = "the README of Heo et al.'s code, github.com/vihari/robust_mlx"
+#: where each training setting of the real-data presets comes from
+_HEO_ORIGINS = {"datasets": "paper", "methods": "paper", "metric": "paper", "split": "paper's code",
+                "image_size": "paper's code", "optimizer": "paper's code", "lr": "paper's code",
+                "weight_decay": "paper's code", "batch_size": "paper's code", "epochs": "paper's code",
+                "selection": "paper's code", "model": "ours", "loss weighting": "ours", "hyperparameters": "ours",
+                "seeds": "ours"}
+
+PRESETS.update({p.name: p for p in (
+    Preset(
+        name="heo2023-isic",
+        title="Heo, Piratla, Wicker & Weller 2023: ISIC (patches on benign lesions), regularisation vs robustness",
+        datasets=(), methods=HEO_METHODS, path_prefix="isic",
+        data_title="the ISIC skin-lesion images in Heo et al.'s layout (processed/no_cancer, "
+                   "processed/patch_no_cancer_again, processed/cancer, segmentation)",
+        download=f"the dataset splits linked from {HEO_CODE}; the images come from the ISIC archive, "
+                 "www.isic-archive.com",
+        epochs=50, lr=3e-4, lr_schedule="constant", optimizer="adamw", weight_decay=1e-4, batch_size=16,
+        select="val_worst_group_accuracy",
+        data_options={"isic": {"layout": "heo", "size": 299}},
+        origins=dict(_HEO_ORIGINS),
+        notes=(
+            "paper: dataset ISIC, coloured patches on benign lesions only, masks marking the patches; groups "
+            "benign without a patch, benign with a patch, malignant; robust accuracy, mean +- std over runs",
+            "paper: methods ERM, G-DRO, Grad-Reg (rrr), CDEP, Avg-Ex, PGD-Ex, IBP-Ex, PGD-Ex+Grad-Reg, "
+            "IBP-Ex+Grad-Reg",
+            "paper's code: the authors' split (layout=heo: numpy default_rng(42) permutation of the sorted files, "
+            "75% train, 10% val, the rest test) at 299 x 299 pixels (size=299)",
+            "paper's code: AdamW, lr 3e-4, weight decay 1e-4, batch 16, 50 epochs, a constant lr (its milestones at "
+            "100 and 150 epochs are never reached), the checkpoint with the best validation worst-group accuracy "
+            "(select=val_worst_group_accuracy; they validate every 5 epochs, we every epoch)",
+            "paper's code: a 4-conv network (32, 32, 64, 64 channels, two 512-unit layers) and class-weighted CE; "
+            "ours: the dataset's default model cnn (two 3x3 convs of 16 and 32 channels with max pooling, 128 "
+            "hidden units) and unweighted CE",
+            "ours: every method's default hyperparameters (the authors tuned theirs per method and dataset), "
+            "3 seeds",
+        ),
+    ),
+    Preset(
+        name="heo2023-plant",
+        title="Heo, Piratla, Wicker & Weller 2023: plant phenotyping (background shortcut), regularisation vs "
+              "robustness",
+        datasets=(), methods=HEO_METHODS, path_prefix="plant",
+        data_title="Heo et al.'s plant phenotyping images (rgb_data, rgb_dataset_splits, mask/preprocessed_masks.pyu)",
+        download=f"the dataset splits linked from {HEO_CODE}",
+        epochs=50, lr=3e-5, lr_schedule="constant", optimizer="adamw", weight_decay=1e-5, batch_size=16,
+        select="val_worst_group_accuracy",
+        data_options={"plant": {"fold": 0, "size": 224}},
+        origins=dict(_HEO_ORIGINS),
+        notes=(
+            "paper: dataset plant phenotyping (sugar-beet leaves, healthy vs diseased), masks marking the "
+            "background; groups = labels; robust accuracy, mean +- std over runs",
+            "paper: methods ERM, G-DRO, Grad-Reg (rrr), CDEP, Avg-Ex, PGD-Ex, IBP-Ex, PGD-Ex+Grad-Reg, "
+            "IBP-Ex+Grad-Reg",
+            "paper's code: fold 0's split lists (fold=0) at 224 x 224 pixels (size=224), validation and test "
+            "backgrounds filled with the training mean",
+            "paper's code: AdamW, lr 3e-5, weight decay 1e-5, batch 16, 50 epochs (100 in their IBP-Ex runs), a "
+            "constant lr, the checkpoint with the best validation worst-group accuracy "
+            "(select=val_worst_group_accuracy)",
+            "paper's code: a 4-conv network (32, 32, 64, 64 channels, two 1024-unit layers, initial weights scaled "
+            "by 0.1) and class-weighted CE; ours: the dataset's default model cnn and unweighted CE",
+            "ours: every method's default hyperparameters, 3 seeds",
+        ),
+    ),
+    Preset(
+        name="rieger2020-isic",
+        title="Rieger, Singh, Murdoch & Yu 2020 (CDEP): ISIC, CDEP vs ERM and RRR",
+        datasets=(), methods=("erm", "rrr", "cdep"), path_prefix="isic",
+        data_title="the ISIC skin-lesion images in Rieger et al.'s layout (processed/no_cancer, processed/cancer, "
+                   "segmentation)",
+        download="the images of the ISIC archive, www.isic-archive.com, fetched and sorted by the ISIC scripts of "
+                 "Rieger et al.'s code, github.com/laura-rieger/deep-explanation-penalization",
+        epochs=10, lr=1e-3, lr_schedule="constant", optimizer="adam", weight_decay=1e-3, batch_size=32,
+        params={"cdep": {"score": "softmax", "activation_rule": "cd", "bias_rule": "proportional"}},
+        data_options={"isic": {"layout": "rieger", "dilate": 20, "size": 299}},
+        origins={"datasets": "paper", "methods": "paper", "mask dilation": "paper", "split": "paper's code",
+                 "image_size": "paper's code", "optimizer": "paper's code", "lr": "paper's code",
+                 "weight_decay": "paper's code", "batch_size": "paper's code", "seeds": "paper's code",
+                 "cdep rules": "paper's code", "epochs": "ours", "selection": "ours", "model": "ours",
+                 "loss weighting": "ours", "hyperparameters": "ours"},
+        notes=(
+            "paper: dataset ISIC, coloured patches on benign lesions, the patch masks dilated by 20 x 20 (dilate=20); "
+            "methods Vanilla (erm), RRR (rrr) and CDEP (cdep)",
+            "paper's code: the split of its training script (layout=rieger: random_split after torch.manual_seed(0), "
+            "80% train, 10% test, 10% val) at 299 x 299 pixels (size=299); 3 seeds",
+            "paper's code: CDEP's rules (cdep score=softmax, activation_rule=cd, bias_rule=proportional); it sweeps "
+            "the CDEP weight over 1, 10 and 100; ours: lam at its default for CDEP and RRR",
+            "paper's code: Adam with PyTorch's default lr 1e-3 and weight decay 1e-3, batch 32, no schedule",
+            "paper's code: an ImageNet-pretrained VGG16 of which only the classifier is trained (on precomputed "
+            "features) for 5 epochs, the epoch of lowest validation loss kept, class-weighted CE; ours: the "
+            "dataset's default model cnn trained from scratch (no pretrained weights are downloaded here) for 10 "
+            "epochs, the last epoch kept, unweighted CE",
+            "ours: no published numbers of this comparison are recorded here (bench/published.py), so its summary "
+            "shows ours alone",
+        ),
+    ),
+)})
+
+
+def path_presets() -> list[str]:
+    """The names of the presets of downloaded datasets (they need a PATH)."""
+    return sorted(n for n, p in PRESETS.items() if p.path_prefix is not None)
 
 
 def get_preset(name: str) -> Preset:

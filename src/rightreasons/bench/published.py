@@ -6,6 +6,10 @@ table uses; we show it beside our worst-group accuracy but do not claim the two 
 Chen et al.'s ``adversarial_accuracy`` (accuracy under l_inf PGD, our ``PGD acc.``), ``topk_intersection`` and
 ``kendall`` (attribution robustness under the top-k attack, our ``top-k inter.`` and ``Kendall``).
 Nothing here is typed from memory: each source says where in its publication the numbers are.
+
+``dataset`` is a dataset name, or ``PREFIX:`` for a downloaded dataset at any path (``isic:``, ``plant:``);
+``options`` are data options the runs must have for the entry to stand beside them (Heo et al.'s ISIC
+numbers are for their layout, ``layout=heo``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ class Published:
     std: Optional[float]
     source: str
     note: str = ""
+    #: (data option, value) pairs the runs must have (for ``PREFIX:`` datasets)
+    options: tuple = ()
+
+    def matches(self, dataset: str, data_options: Optional[dict] = None) -> bool:
+        """Whether this entry is for runs on ``dataset`` with ``data_options``."""
+        if self.dataset.endswith(":"):
+            if not dataset.startswith(self.dataset) or dataset == self.dataset:
+                return False
+        elif dataset != self.dataset:
+            return False
+        given = data_options or {}
+        return all(k in given and given[k] == v for k, v in self.options)
 
 
 SOURCES = {s.key: s for s in (
@@ -38,8 +54,8 @@ SOURCES = {s.key: s for s in (
            "Section 4 (Decoy MNIST) of the paper"),
     Source("heo2023", "Heo, Piratla, Wicker & Weller, Use Perturbations when Learning from Explanations, "
                       "NeurIPS 2023 (arXiv:2303.06419)",
-           "Table of robust accuracies (Decoy-MNIST column = the half-image variant, mean +- std; "
-           "P+G = PGD-Ex + Grad-Reg, I+G = IBP-Ex + Grad-Reg)"),
+           "Table of robust accuracies (Decoy-MNIST column = the half-image variant; Plant and ISIC columns = "
+           "their plant phenotyping and ISIC data; mean +- std; P+G = PGD-Ex + Grad-Reg, I+G = IBP-Ex + Grad-Reg)"),
     Source("ghitu2025", "Ghitu, Wicker & Piratla, Model Guidance via Robust Feature Attribution, TMLR 2025",
            "Worst-group accuracies from the results the authors publish with their code "
            "(R4/experiment_results/decoy_mnist.yaml)"),
@@ -61,6 +77,26 @@ PUBLISHED: tuple[Published, ...] = (
     Published("decoy-mnist-half", "ibp_ex", "robust_accuracy", 0.476, 0.020, "heo2023"),
     Published("decoy-mnist-half", "pgd_ex+rrr", "robust_accuracy", 0.958, 0.004, "heo2023", "P+G"),
     Published("decoy-mnist-half", "ibp_ex+rrr", "robust_accuracy", 0.950, 0.006, "heo2023", "I+G"),
+    # Heo et al. 2023, plant phenotyping (plant:PATH, any layout options) and ISIC (isic:PATH with layout=heo),
+    # robust accuracy, the same table's Plant and ISIC columns
+    Published("plant:", "erm", "robust_accuracy", 0.548, 0.013, "heo2023"),
+    Published("plant:", "group_dro", "robust_accuracy", 0.580, 0.046, "heo2023"),
+    Published("plant:", "rrr", "robust_accuracy", 0.682, 0.014, "heo2023", "Grad-Reg"),
+    Published("plant:", "cdep", "robust_accuracy", 0.542, 0.247, "heo2023"),
+    Published("plant:", "avg_ex", "robust_accuracy", 0.645, 0.003, "heo2023"),
+    Published("plant:", "pgd_ex", "robust_accuracy", 0.785, 0.003, "heo2023"),
+    Published("plant:", "ibp_ex", "robust_accuracy", 0.738, 0.017, "heo2023"),
+    Published("plant:", "pgd_ex+rrr", "robust_accuracy", 0.767, 0.028, "heo2023", "P+G"),
+    Published("plant:", "ibp_ex+rrr", "robust_accuracy", 0.801, 0.003, "heo2023", "I+G"),
+    Published("isic:", "erm", "robust_accuracy", 0.559, 0.023, "heo2023", options=(("layout", "heo"),)),
+    Published("isic:", "group_dro", "robust_accuracy", 0.585, 0.107, "heo2023", options=(("layout", "heo"),)),
+    Published("isic:", "rrr", "robust_accuracy", 0.602, 0.074, "heo2023", "Grad-Reg", options=(("layout", "heo"),)),
+    Published("isic:", "cdep", "robust_accuracy", 0.609, 0.030, "heo2023", options=(("layout", "heo"),)),
+    Published("isic:", "avg_ex", "robust_accuracy", 0.552, 0.066, "heo2023", options=(("layout", "heo"),)),
+    Published("isic:", "pgd_ex", "robust_accuracy", 0.644, 0.043, "heo2023", options=(("layout", "heo"),)),
+    Published("isic:", "ibp_ex", "robust_accuracy", 0.642, 0.012, "heo2023", options=(("layout", "heo"),)),
+    Published("isic:", "pgd_ex+rrr", "robust_accuracy", 0.675, 0.011, "heo2023", "P+G", options=(("layout", "heo"),)),
+    Published("isic:", "ibp_ex+rrr", "robust_accuracy", 0.652, 0.018, "heo2023", "I+G", options=(("layout", "heo"),)),
     # Ghitu, Wicker & Piratla 2025, Decoy-MNIST, worst-group accuracy
     Published("decoy-mnist", "ibp_ex+rrr", "worst_group_accuracy", 0.881, None, "ghitu2025"),
     Published("decoy-mnist", "ibp_ex", "worst_group_accuracy", 0.837, None, "ghitu2025"),
@@ -106,9 +142,10 @@ METRIC_LABELS = {"accuracy": "acc.", "worst_group_accuracy": "worst-group", "rob
                  "adversarial_accuracy": "adv. acc.", "topk_intersection": "top-k inter.", "kendall": "Kendall"}
 
 
-def published_for(dataset: str, method: Optional[str] = None) -> list[Published]:
-    """Published entries for ``dataset`` (and ``method`` if given), in table order."""
-    return [p for p in PUBLISHED if p.dataset == dataset and (method is None or p.method == method)]
+def published_for(dataset: str, method: Optional[str] = None, data_options: Optional[dict] = None) -> list[Published]:
+    """Published entries for runs on ``dataset`` (a name or a ``PREFIX:PATH`` spec) with ``data_options`` (and
+    of ``method`` if given), in table order."""
+    return [p for p in PUBLISHED if p.matches(dataset, data_options) and (method is None or p.method == method)]
 
 
 def format_published(p: Published) -> str:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import click
 
-from ..bench.presets import PRESETS
+from ..bench.presets import PRESETS, path_presets
 from ..errors import UserError
 from .options import training_options
 
 
 @click.command(name="bench")
-@click.option("--data", help="Datasets, comma-separated (e.g. decoy-mnist,decoy-mnist-half).")
+@click.option("--data", help="Datasets, comma-separated (e.g. decoy-mnist,decoy-mnist-half,isic:/data/isic,"
+                             "folder:my_images).")
 @click.option("--methods", help="Methods, comma-separated; 'mask' = erm + every method that reads masks "
                                 "(the default), 'all' = every registered method.")
 @click.option("--seeds", type=click.IntRange(min=1), help="Number of seeds (0 .. N-1); default 3.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Benchmark directory.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)),
-              help="A published comparison (flags given here override it).")
+@click.option("--preset", type=click.Choice(sorted(set(PRESETS) - set(path_presets())) + path_presets()),
+              help="A published comparison (flags given here override it); the last ones train on a dataset you "
+                   "download (give --data-path).")
+@click.option("--data-path", type=click.Path(), help="Where the downloaded data of the preset is (presets "
+              f"{', '.join(path_presets())}; see docs/real-datasets.md).")
 @training_options("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision")
 @click.option("--param", "params", multiple=True, metavar="[METHOD.]KEY=VALUE",
               help="Method hyperparameter; without METHOD, for every method that has KEY (repeatable).")

@@ -43,3 +43,67 @@ def example_command(name, out, seed, size, n_train, n_val, n_test, overwrite):
     """Generate a tiny example image folder (labels.csv, images/, masks/) for --data folder:DIR."""
     path = EXAMPLES[name](out, seed=seed, overwrite=overwrite, size=size, n_train=n_train, n_val=n_val, n_test=n_test)
     click.echo(f"{name} example written to {path} (train with --data folder:{path})")
+
+
+def _downloaded_names() -> list[str]:
+    from ..data.registry import PATH_DATASETS
+
+    return sorted(PATH_DATASETS)
+
+
+def _data_options(items) -> dict:
+    from ..train.overrides import parse_assignments
+
+    return parse_assignments(tuple(items), "--data-option")
+
+
+_DATA_OPTION = click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+                            help="A loader option, as in --data NAME:PATH (repeatable), e.g. layout=heo.")
+_SEED = click.option("--seed", type=click.IntRange(min=0), default=None,
+                     help="The seed (CUB draws its val split with it); default 0, or the manifest's.")
+
+
+@data_group.command(name="verify")
+@click.argument("name", type=click.Choice(_downloaded_names()))
+@click.argument("path", type=click.Path())
+@_DATA_OPTION
+@_SEED
+@click.option("--decode", is_flag=True, help="Decode every image (default: read every header).")
+@click.option("--manifest", type=click.Path(dir_okay=False),
+              help="Also compare with a manifest (rightreasons data manifest): missing, extra, changed files, splits.")
+def verify_command(name, path, data_options, seed, decode, manifest):
+    """Check a downloaded dataset at PATH file by file, as its loader reads it: counts per split, missing,
+    unreadable and undecodable files, masks of the wrong size, malformed index entries (all collected).
+    Exit 0 when it is complete and loads, 2 otherwise."""
+    from ..data.manifest import verify_with_manifest
+    from ..data.verify import verify_dataset
+    from ..errors import UserError
+
+    options = _data_options(data_options)
+    if manifest:
+        v = verify_with_manifest(name, path, manifest, seed=seed, options=options or None, decode=decode)
+    else:
+        v = verify_dataset(name, path, seed=seed or 0, options=options, decode=decode)
+    click.echo("\n".join(v.report_lines()))
+    if not v.ok:
+        raise UserError(v.summary())
+    click.echo(v.summary())
+
+
+@data_group.command(name="manifest")
+@click.argument("name", type=click.Choice(_downloaded_names()))
+@click.argument("path", type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The manifest to write (JSON).")
+@_DATA_OPTION
+@_SEED
+@click.option("--decode", is_flag=True, help="Decode every image before writing (default: read every header).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+def manifest_command(name, path, out, data_options, seed, decode, overwrite):
+    """Write a manifest of your copy at PATH: every file the loader reads (path, size, sha256), the split
+    of each image and the loader options. Another copy is compared with it by
+    `rightreasons data verify NAME PATH --manifest FILE`. Refused for a copy with problems."""
+    from ..data.manifest import write_manifest
+
+    written, v = write_manifest(name, path, out, seed=seed or 0, options=_data_options(data_options),
+                                overwrite=overwrite, decode=decode)
+    click.echo(f"{v.summary()}\nmanifest of {len(v.files)} files written to {written}")

@@ -158,8 +158,9 @@ def label_of(stem: str, where: str) -> int:
     return 0 if int(match.group(2)) in HEALTHY else 1
 
 
-def _entry_path(data_dir: Path, entry: str, where: str) -> tuple[Path, str, int]:
-    """(image path, stem, label) of one split-file entry (a stem or a path relative to rgb_data)."""
+def entry_candidates(data_dir: Path, entry: str, where: str) -> tuple[list[Path], str, int]:
+    """(the image paths one split-file entry may name, in the order tried; stem; label); a malformed entry
+    is a DataError naming ``where``. Shared by the loader and ``rightreasons data verify``."""
     rel = PurePosixPath(entry)
     if rel.is_absolute() or ".." in rel.parts or "\\" in entry:
         raise DataError(f"{where}: {entry!r} is not a file stem or a path inside {data_dir}")
@@ -169,10 +170,16 @@ def _entry_path(data_dir: Path, entry: str, where: str) -> tuple[Path, str, int]
     if len(rel.parts) == 1:  # a stem or a file name: in the folder of its day
         rel = PurePosixPath(stem.split("_")[0], rel.name)
     candidates = [data_dir / rel] if has_suffix else [data_dir / rel.parent / (rel.name + s) for s in SUFFIXES]
+    return candidates, stem, label
+
+
+def _entry_path(data_dir: Path, entry: str, where: str) -> tuple[Path, str, int]:
+    """(image path, stem, label) of one split-file entry (a stem or a path relative to rgb_data)."""
+    candidates, stem, label = entry_candidates(data_dir, entry, where)
     for candidate in candidates:
         if os.path.lexists(candidate):
             return candidate, stem, label
-    raise DataError(f"{where}: no image {candidates[0]}" + (" (nor .jpeg, .jpg, .png)" if not has_suffix else ""))
+    raise DataError(f"{where}: no image {candidates[0]}" + (" (nor .jpeg, .jpg, .png)" if len(candidates) > 1 else ""))
 
 
 def read_list(list_path: Path, data_dir: Path, seen: dict) -> list[tuple[Path, str, int, str]]:

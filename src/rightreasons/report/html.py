@@ -18,11 +18,12 @@ from typing import Callable, Optional
 
 from ..bench.published import SOURCES, published_for
 from ..bench.results import read_results_csv
+from ..data.text.embedded import is_text_dataset
 from ..errors import UserError
 from ..files import atomic_write_text, read_json
 from . import saliency
 from .png import encode_png, write_png
-from .summary import published_cell, summarize, table_columns, unmatched_published
+from .summary import published_cell, shared_data_options, summarize, table_columns, unmatched_published
 from .svg import line_chart
 
 CURVES = (("val_worst_group_accuracy", "validation worst-group accuracy", (0.0, 1.0)),
@@ -41,16 +42,16 @@ def _img(rgb) -> str:
     return f'<img alt="saliency row" src="data:image/png;base64,{data}" width="{rgb.shape[1]}" height="{rgb.shape[0]}">'
 
 
-def _table(dataset: str, items) -> str:
+def _table(dataset: str, items, data_options: Optional[dict] = None) -> str:
     cols = table_columns(items)
     head = "".join(f"<th>{escape(h)}</th>" for h in ["method", "runs"] + [h for _, h, _ in cols] + ["published"])
     body = []
     for item in items:
         cells = [f"<td>{escape(item.method)}</td>", f'<td class="num">{item.runs}</td>']
         cells += [f'<td class="num">{escape(item.stats[c].format(d))}</td>' for c, _, d in cols]
-        cells.append(f"<td>{escape(published_cell(dataset, item.method))}</td>")
+        cells.append(f"<td>{escape(published_cell(dataset, item.method, data_options))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    extra = unmatched_published(dataset, {i.method for i in items})
+    extra = unmatched_published(dataset, {i.method for i in items}, data_options)
     note = f'<p class="note">Published, no matching run here: {escape("; ".join(extra))}.</p>' if extra else ""
     return f"<table><tr>{head}</tr>{''.join(body)}</table>{note}"
 
@@ -105,6 +106,8 @@ def _saliency(out: Path, dataset: str, rows: list[dict], methods: list[str], ima
         return f'<p class="note">No saliency grid: {escape(str(exc))}</p>'
     test = data.test
     index = saliency.pick_examples(test, images)
+    if is_text_dataset(test):
+        return _token_page(out, dataset, test, index, models, first, cfg.seed)
     parts = []
     for kind in saliency.attribution_kinds():
         strips = [("input (mask outlined)", saliency.input_row(test, index))]
@@ -121,6 +124,22 @@ def _saliency(out: Path, dataset: str, rows: list[dict], methods: list[str], ima
         "Cyan outline: the mask (the region the model should ignore). Bright = large attribution.</p>"
 
 
+def _token_page(out: Path, dataset: str, test, index, models: dict, first: dict, seed: int) -> str:
+    """For text: the documents' tokens highlighted by each method's saliency (``report.text_html``), as a page
+    of its own under ``DIR/saliency/`` shown in the report in a frame."""
+    from .text_html import TextRun, compute_rows, text_page
+
+    runs = [TextRun(m, model, first[m].name) for m, model in models.items()]
+    page = text_page(test, index, compute_rows(runs, test, index, ["grad"]),
+                     title=f"What each method reads: {dataset}, test split (seed {seed})")
+    name = f"{dataset}-tokens.html"
+    atomic_write_text(out / "saliency" / name, page)
+    return (f'<p class="note">Test documents of seed {seed}\'s data, tokens coloured by each method\'s input-gradient '
+            f'saliency (blue outline: the masked tokens). <a href="saliency/{escape(name)}">Open the page</a>.</p>'
+            f'<iframe src="saliency/{escape(name)}" title="token saliency" style="width:100%;height:640px;'
+            'border:1px solid #d0d7de;border-radius:6px"></iframe>')
+
+
 def render_report(out: str | Path, command: Optional[str] = None, images: int = 8,
                   log: Optional[Callable[[str], None]] = None) -> str:
     """The report page for the benchmark directory ``out`` (reads results.csv and the run directories)."""
@@ -131,16 +150,18 @@ def render_report(out: str | Path, command: Optional[str] = None, images: int = 
     out = Path(out)
     rows = read_results_csv(out / "results.csv")
     summary = summarize(rows)
+    options = shared_data_options(rows)
     sections = []
     for dataset, items in summary.items():
         if log:
             log(f"report: {dataset}")
         mine = [r for r in rows if r["dataset"] == dataset]
         methods = [i.method for i in items]
-        sections.append(f"<section><h2>{escape(dataset)}</h2>{_table(dataset, items)}"
+        sections.append(f"<section><h2>{escape(dataset)}</h2>{_table(dataset, items, options.get(dataset))}"
                         f"<h3>Training curves</h3>{_curves(out, mine, methods)}"
                         f"<h3>Saliency</h3>{_saliency(out, dataset, mine, methods, images)}</section>")
-    used = [k for k in SOURCES if any(p.source == k for d in summary for p in published_for(d))]
+    used = [k for k in SOURCES
+            if any(p.source == k for d in summary for p in published_for(d, data_options=options.get(d)))]
     sources = "".join(f"<li>[{k}] {escape(SOURCES[k].citation)}. {escape(SOURCES[k].where)}.</li>" for k in used)
     meta = (f"rightreasons {__version__}, torch {torch.__version__}, Python {platform.python_version()}, "
             f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")

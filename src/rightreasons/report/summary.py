@@ -4,11 +4,13 @@ The standard deviation is the sample one (n - 1 in the denominator; none for a s
 runs that have a robustness report (the ``robustness`` training setting) also show its columns. NaN
 values (e.g. the mask share on data without masks) are left out of a mean. Within a dataset, methods
 are ordered by mean worst-group accuracy, best first; published numbers stand beside ours with their
-source keys, and the sources are listed at the end.
+source keys, and the sources are listed at the end. Published numbers of a downloaded dataset
+(``isic:PATH``) are matched by its prefix and the data options every run of the dataset shares.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -93,16 +95,38 @@ def table_columns(items: list[MethodSummary]) -> tuple:
     return COLUMNS[:-2] + ROBUSTNESS_COLUMNS + COLUMNS[-2:]
 
 
-def published_cell(dataset: str, method: str) -> str:
-    return "; ".join(format_published(p) for p in published_for(dataset, method)) or "–"
+def shared_data_options(rows: list[dict]) -> dict[str, dict]:
+    """dataset -> the data options every one of its rows has (results.csv's ``data_options``, JSON)."""
+    out: dict[str, dict] = {}
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        common = None
+        for r in rows:
+            if r["dataset"] != dataset:
+                continue
+            try:
+                options = json.loads(r.get("data_options") or "{}")
+            except (TypeError, ValueError):
+                options = {}
+            options = options if isinstance(options, dict) else {}
+            common = dict(options) if common is None else {k: v for k, v in common.items()
+                                                           if k in options and options[k] == v}
+        out[str(dataset)] = common or {}
+    return out
 
 
-def unmatched_published(dataset: str, methods) -> list[str]:
+def published_cell(dataset: str, method: str, data_options: Optional[dict] = None) -> str:
+    return "; ".join(format_published(p) for p in published_for(dataset, method, data_options)) or "–"
+
+
+def unmatched_published(dataset: str, methods, data_options: Optional[dict] = None) -> list[str]:
     return [f"{format_published(p)} ({p.method}{', ' + p.note if p.note else ''})"
-            for p in published_for(dataset) if p.method not in methods]
+            for p in published_for(dataset, data_options=data_options) if p.method not in methods]
 
 
-def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[str] = None) -> str:
+def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[str] = None,
+                    data_options: Optional[dict] = None) -> str:
+    """summary.md's text; ``data_options``: dataset -> the options its runs share (to match published numbers)."""
+    data_options = data_options or {}
     lines = ["# Benchmark summary", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
@@ -122,14 +146,16 @@ def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[s
         header = ["method", "runs"] + [h for _, h, _ in cols] + ["published"]
         rule = "|" + "|".join(["---"] * 2 + ["---:"] * len(cols) + ["---"]) + "|"
         lines += ["| " + " | ".join(header) + " |", rule]
+        options = data_options.get(dataset)
         for item in items:
             cells = [item.method, str(item.runs)] + [item.stats[c].format(d) for c, _, d in cols]
-            lines.append("| " + " | ".join(cells + [published_cell(dataset, item.method)]) + " |")
-            used.update(p.source for p in published_for(dataset, item.method))
-        extra = unmatched_published(dataset, {i.method for i in items})
+            lines.append("| " + " | ".join(cells + [published_cell(dataset, item.method, options)]) + " |")
+            used.update(p.source for p in published_for(dataset, item.method, options))
+        extra = unmatched_published(dataset, {i.method for i in items}, options)
         if extra:
             lines += ["", "Published, no matching run here: " + "; ".join(extra) + "."]
-            used.update(p.source for p in published_for(dataset) if p.method not in {i.method for i in items})
+            used.update(p.source for p in published_for(dataset, data_options=options)
+                        if p.method not in {i.method for i in items})
         lines.append("")
     if used:
         lines += ["## Sources", ""]
@@ -141,6 +167,7 @@ def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[s
 def write_summary(out: str | Path, command: Optional[str] = None) -> Path:
     """Read ``out/results.csv`` and write ``out/summary.md`` atomically."""
     out = Path(out)
-    text = render_markdown(summarize(read_results_csv(out / "results.csv")), command)
+    rows = read_results_csv(out / "results.csv")
+    text = render_markdown(summarize(rows), command, shared_data_options(rows))
     atomic_write_text(out / "summary.md", text)
     return out / "summary.md"
