@@ -32,7 +32,7 @@ from .harness import RunSpec, available_cores, expand_methods, model_for
 from .presets import Preset, get_preset, path_presets
 
 #: TrainConfig fields the ``bench`` command sets by flags of the same name (``--batch-size`` for batch_size)
-FLAG_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision")
+FLAG_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision", "select", "val_break")
 #: the preset settings over TrainConfig defaults (None in the preset: the default)
 PRESET_FIELDS = ("epochs", "model", "lr", "lr_schedule", "batch_size", "optimizer", "weight_decay", "select")
 DEFAULT_SEEDS = 3
@@ -190,7 +190,8 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
                epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
                lr_schedule: Optional[str] = None, params: Sequence[str] = (), data_options: Sequence[str] = (),
                jobs: int = 1, threads: Optional[int] = None, device: Optional[str] = None,
-               precision: Optional[str] = None) -> BenchPlan:
+               precision: Optional[str] = None, select: Optional[str] = None,
+               val_break: Optional[str] = None) -> BenchPlan:
     """The benchmark the ``bench`` command's flags describe, writing nothing. ``data`` and ``methods`` are
     comma-separated names (default: the preset's; methods ``mask`` without a preset); ``params`` and
     ``data_options`` are ``[SCOPE.]KEY=VALUE`` strings; ``threads`` defaults to the cores over ``jobs``.
@@ -212,7 +213,7 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
 
     settings = {k: getattr(chosen, k) for k in PRESET_FIELDS} if chosen else {}
     base = TrainConfig(**{k: v for k, v in settings.items() if v is not None})
-    flags = dict(zip(FLAG_FIELDS, (model, epochs, batch_size, lr, lr_schedule, device, precision)))
+    flags = dict(zip(FLAG_FIELDS, (model, epochs, batch_size, lr, lr_schedule, device, precision, select, val_break)))
     base = base.replace(**{k: v for k, v in flags.items() if v is not None})
 
     method_params = {m: dict(v) for m, v in (chosen.params if chosen else {}).items()}

@@ -40,7 +40,12 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "precision": (("--precision",), dict(type=click.Choice(PRECISIONS), help="fp32 (default), or bf16 / fp16 "
                                                                             "autocast (fp16 with loss scaling).")),
     "select": (("--select",), dict(type=click.Choice(SELECTIONS), help="Keep the last epoch (default) or the best on "
-                                                                        "the validation split (never test).")),
+                                                                        "the validation split (never test); "
+                                                                        "val_broken_*: on it with the shortcut broken "
+                                                                        "inside the masks.")),
+    "val_break": (("--val-break",), dict(type=click.Choice(["random", "swap"]),
+                                         help="How val_broken_* breaks the shortcut: random values (words) in the "
+                                              "mask (default) or another class's content.")),
     "params": (("--param", "params"), dict(multiple=True, metavar="KEY=VALUE",
                                            help="Method hyperparameter (repeatable).")),
     "data_options": (("--data-option", "data_options"), dict(multiple=True, metavar="KEY=VALUE",
@@ -67,7 +72,7 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
 
 #: the TrainConfig fields among the flags (the rest are KEY=VALUE lists and the config file)
 FIELD_FLAGS = ("data", "method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select",
-               "device", "precision")
+               "val_break", "device", "precision")
 
 
 def training_options(*names: str, **changes: dict) -> Callable:

@@ -16,7 +16,8 @@ from ..files import shown_value as _short
 from ..precision import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy")
+SELECTIONS = ("last", "val_accuracy", "val_worst_group_accuracy", "val_broken_accuracy",
+              "val_broken_worst_group_accuracy")
 ON_NONFINITE = ("stop", "skip")
 LR_SCHEDULES = ("constant", "cosine")
 AUTO_MODEL = "auto"
@@ -140,8 +141,11 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     seed: int = 0
-    #: which epoch's weights to keep: the last one, or the best on the validation split (never test)
+    #: which epoch's weights to keep: the last one, or the best on the validation split (never test), or the
+    #: best on the validation split with the shortcut broken in its masked regions (``val_broken_*``)
     select: str = "last"
+    #: how ``val_broken_*`` breaks the shortcut: random values (words) or another class's content in the mask
+    val_break: str = "random"
     #: torch intra-op threads; None = OMP_NUM_THREADS if set, else the cores this process may use
     threads: Optional[int] = None
     #: what a NaN/inf loss does: stop training (naming step and term) or skip that batch
@@ -207,6 +211,8 @@ class TrainConfig:
                             f"got {self.on_nonfinite!r}")
         if self.select not in SELECTIONS:
             raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+        if self.val_break not in ("random", "swap"):
+            raise UserError(f"config field 'val_break' must be random or swap, got {self.val_break!r}")
         if self.precision not in PRECISIONS:
             raise UserError(f"config field 'precision' must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         try:

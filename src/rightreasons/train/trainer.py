@@ -27,6 +27,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from ..console import stderr_console
 from ..data.augment import create_augmentation
 from ..data.dataset import DataSplits, ExplanationDataset
+from ..data.shortcut_break import break_shortcut
 from ..data.text.embedded import explanation_space, is_text_dataset
 from ..devices import model_device
 from ..errors import UserError
@@ -165,6 +166,9 @@ def fit(
     with train_mode(model):  # the method refuses a model it cannot train before the first step
         method.check_model(model)
     check_outputs(model, train_set)  # and so does this: outputs that are not finite (batch, num_classes) logits
+    # selecting on the validation split with its shortcut broken: built once, from the split's own masks
+    broken_val = break_shortcut(val_set, config.val_break, config.seed) if config.select.startswith(
+        "val_broken_") else None
     step_fn = wrap(model, method) if size > 1 else (lambda b, c: method.loss(model, b, c))
     say = _logger(log, rank)
     # the run's own random streams for shuffling and for the method (CPU generators, on every device),
@@ -195,7 +199,8 @@ def fit(
                 sums, skipped = _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, train_set,
                                              config, gens, bar, say)
                 # the epoch's record: mean loss terms, skipped batches, validation metrics, seconds
-                record = _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start)
+                record = _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start,
+                                       broken_val)
                 run.seconds += record["seconds"]
                 result.history.append(record)
                 # keep the weights of the best epoch on validation so far
@@ -342,9 +347,10 @@ def _lower_scale(scaler: "torch.amp.GradScaler", device: torch.device) -> float:
     return scaler.get_scale()
 
 
-def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start) -> dict:
+def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start, broken_val=None) -> dict:
     """The history record of an epoch: its number, the mean loss and terms over the batches used, the
-    batches skipped (if any), accuracy and worst-group accuracy on the validation split, and seconds."""
+    batches skipped (if any), accuracy and worst-group accuracy on the validation split (and on it with the
+    shortcut broken, when selecting on that), and seconds."""
     used = max(steps_per_epoch - skipped, 1)
     record = {"epoch": epoch + 1}
     record.update({k: v / used for k, v in sums.items()})
@@ -357,6 +363,10 @@ def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_s
             raise UserError(f"validation after epoch {epoch + 1}: {exc}") from None
         record["val_accuracy"] = val["accuracy"]
         record["val_worst_group_accuracy"] = val["worst_group_accuracy"]
+    if broken_val is not None:
+        broken = evaluate(model, broken_val, mask_share=False)
+        record["val_broken_accuracy"] = broken["accuracy"]
+        record["val_broken_worst_group_accuracy"] = broken["worst_group_accuracy"]
     record["seconds"] = time.perf_counter() - epoch_start
     return record
 
