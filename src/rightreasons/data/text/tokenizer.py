@@ -1,6 +1,11 @@
-"""The built-in tokenizer: lower-cased words and punctuation marks, a vocabulary from the training split.
+"""Tokenizers: the built-in one (lower-cased words and punctuation marks) or a Hugging Face tokenizer file,
+and the vocabulary from the training split.
 
-``tokenize(text)`` splits into words (letters and digits, with inner apostrophes: ``don't``) and single
+``tokenize(text)`` uses the tokenizer of the current :func:`using_tokenizer` block: ``"builtin"`` (the
+default) or ``"hf:PATH"``, a Hugging Face ``tokenizer.json`` (or a directory holding one) read with the
+optional ``tokenizers`` package; its subword tokens and their character spans are used as they come (no
+special tokens added), and the vocabulary is still built from the training split. The built-in one splits
+into words (letters and digits, with inner apostrophes: ``don't``) and single
 punctuation marks, lower-cased, with each token's character span in the original text (so rationales
 given as character spans map to tokens). :class:`Vocabulary` numbers the words of the training split:
 0 is padding, 1 the unknown word, then the words by decreasing count (ties alphabetically).
@@ -8,13 +13,16 @@ given as character spans map to tokens). :class:`Vocabulary` numbers the words o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
-from ...errors import DataError
+from ...errors import DataError, UserError
 
 #: a word (letters, digits, underscores; inner apostrophes kept) or one mark that is neither word nor space
 TOKEN = re.compile(r"\w+(?:['\u2019]\w+)*|[^\w\s]")
@@ -33,13 +41,64 @@ class Tokens:
         return len(self.words)
 
 
+_CURRENT: ContextVar[Optional[Callable[[str], "Tokens"]]] = ContextVar("rightreasons_tokenizer", default=None)
+
+
 def tokenize(text: str) -> Tokens:
+    """The tokens of ``text`` and their character spans, by the current tokenizer (see the module docstring)."""
+    current = _CURRENT.get()
+    return builtin_tokenize(text) if current is None else current(text)
+
+
+def builtin_tokenize(text: str) -> Tokens:
     """Lower-cased words and punctuation marks of ``text`` with their character spans."""
     words, spans = [], []
     for match in TOKEN.finditer(text):
         words.append(match.group().lower())
         spans.append(match.span())
     return Tokens(tuple(words), tuple(spans))
+
+
+def hf_tokenizer(path: str) -> Callable[[str], Tokens]:
+    """The tokens of a Hugging Face tokenizer file (``tokenizer.json``, or a directory holding one), read with
+    the optional ``tokenizers`` package (never downloaded)."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise UserError("tokenizer=hf:PATH needs the optional package 'tokenizers' (pip install tokenizers)") from None
+    file = Path(path)
+    file = file / "tokenizer.json" if file.is_dir() else file
+    if not file.is_file():
+        raise DataError(f"{file}: no Hugging Face tokenizer file there (tokenizer=hf:PATH wants a tokenizer.json)")
+    try:
+        tokenizer = Tokenizer.from_file(str(file))
+    except Exception as exc:  # the Rust library raises its own exception types
+        raise DataError(f"{file}: not a Hugging Face tokenizer file ({str(exc).splitlines()[0][:200]})") from None
+
+    def run(text: str) -> Tokens:
+        encoding = tokenizer.encode(text, add_special_tokens=False)
+        return Tokens(tuple(encoding.tokens), tuple(tuple(o) for o in encoding.offsets))
+
+    return run
+
+
+def tokenizer_for(spec: Optional[str]) -> Optional[Callable[[str], Tokens]]:
+    """The tokenizer a ``tokenizer`` option names: None (or "builtin") for the built-in one, ``hf:PATH``."""
+    if spec is None or spec == "builtin":
+        return None
+    if isinstance(spec, str) and spec.startswith("hf:") and len(spec) > 3:
+        return hf_tokenizer(spec[3:])
+    raise UserError(f"option tokenizer must be 'builtin' or 'hf:PATH' (a Hugging Face tokenizer.json), got {spec!r}")
+
+
+@contextlib.contextmanager
+def using_tokenizer(spec: Optional[str]) -> Iterator[None]:
+    """Within the block, :func:`tokenize` uses the tokenizer ``spec`` names (see :func:`tokenizer_for`)."""
+    token = _CURRENT.set(tokenizer_for(spec))
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
 
 
 def tokens_in_spans(tokens: Tokens, spans: Iterable[tuple[int, int]]) -> list[int]:
@@ -67,7 +126,7 @@ class Vocabulary:
               max_size: Optional[int] = None) -> "Vocabulary":
         """The words occurring at least ``min_count`` times in ``documents`` (token lists), the most
         frequent first (ties alphabetically), at most ``max_size`` of them."""
-        counts = Counter(w for doc in documents for w in doc)
+        counts = Counter(w for doc in documents for w in doc if w not in SPECIALS)
         ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
         return cls(ranked[:max_size] if max_size is not None else ranked)
 
@@ -75,8 +134,8 @@ class Vocabulary:
         return len(self.words)
 
     def encode(self, words: Iterable[str]) -> list[int]:
-        """The ids of ``words`` (unknown words -> 1)."""
-        return [self.index.get(w, UNK) for w in words]
+        """The ids of ``words`` (unknown words -> 1; a word spelt like the padding token too)."""
+        return [UNK if w == SPECIALS[PAD] else self.index.get(w, UNK) for w in words]
 
     def fingerprint(self) -> str:
         """sha256 of the words in id order: two vocabularies map ids to the same words iff it is equal."""
