@@ -215,8 +215,10 @@ def test_summary_statistics_nan_and_single_runs():
     assert a["test_worst_group_accuracy"].mean == pytest.approx(0.6)
     assert a["test_worst_group_accuracy"].std == pytest.approx(statistics.stdev([0.5, 0.7]))
     assert a["test_mask_gradient_share"].n == 1 and a["test_mask_gradient_share"].mean == 0.2  # NaN left out
+    assert a["test_worst_group_accuracy_min"].mean == 0.5
+    assert summary[0].stats["test_worst_group_accuracy_min"].mean == 0.9
     text = render_markdown({"d": summary})
-    assert "| b | 1 | 0.900 | n/a |" in text and "| a | 2 | 0.600 ± 0.141 |" in text
+    assert "| b | 1 | 0.900 | 0.900 | n/a |" in text and "| a | 2 | 0.600 ± 0.141 | 0.500 | n/a |" in text
 
 
 @pytest.mark.parametrize("name", ["ross2017", "heo2023"])

@@ -142,3 +142,19 @@ def test_the_bench_command_prints_the_same_command_line(tmp_path, capsys):
     assert lines[-1] == plan.command
     assert [line.split()[1] for line in lines[:-1]] == [s.name for s in plan.specs]
     assert not (tmp_path / "b").exists()
+
+
+def test_threads_as_an_axis_beside_the_seeds(tmp_path):
+    from rightreasons.bench.plan import plan_bench, thread_counts
+
+    plan = plan_bench(tmp_path, data="decoy-mnist", methods="rrr", seeds=2, threads="1,2")
+    assert [s.name for s in plan.specs] == ["decoy-mnist-rrr-seed0-threads1", "decoy-mnist-rrr-seed0-threads2",
+                                            "decoy-mnist-rrr-seed1-threads1", "decoy-mnist-rrr-seed1-threads2"]
+    assert [s.config.threads for s in plan.specs] == [1, 2, 1, 2]
+    assert "--threads 1,2" in plan.command
+    single = plan_bench(tmp_path, data="decoy-mnist", methods="rrr", seeds=1, threads=2)
+    assert [s.name for s in single.specs] == ["decoy-mnist-rrr-seed0"]  # one count: names as before
+    assert thread_counts("2, 1,2") == [2, 1] and thread_counts(None) == []
+    for bad in ("1,x", "0", [True]):
+        with pytest.raises(UserError):
+            plan_bench(tmp_path, data="decoy-mnist", methods="rrr", seeds=1, threads=bad)

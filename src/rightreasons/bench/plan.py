@@ -52,6 +52,26 @@ class BenchPlan:
     preset: Optional[Preset]
 
 
+def thread_counts(threads) -> list[int]:
+    """``None`` -> ``[]``; ``2`` -> ``[2]``; ``"1,2"`` or ``[1, 2]`` -> ``[1, 2]`` (distinct, in order)."""
+    if threads is None:
+        return []
+    items = split_names(threads) if isinstance(threads, str) else list(threads) if isinstance(
+        threads, (list, tuple)) else [threads]
+    counts = []
+    for item in items:
+        try:
+            if isinstance(item, bool):
+                raise TypeError
+            count = int(item)
+        except (TypeError, ValueError):
+            raise UserError(f"bench: --threads must be a number or numbers separated by commas, got {threads!r}") \
+                from None
+        if count not in counts:
+            counts.append(count)
+    return counts
+
+
 def split_names(text: Optional[str]) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``; None or empty -> ``[]``."""
     return [part.strip() for part in (text or "").split(",") if part.strip()]
@@ -120,7 +140,7 @@ def run_labels(datasets: Sequence[str]) -> dict[str, str]:
 
 def plan_runs(out: str | Path, datasets: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
               base: TrainConfig, params: Optional[dict] = None, data_options: Optional[dict] = None,
-              threads: Optional[int] = None) -> list[RunSpec]:
+              threads: Optional[int | Sequence[int]] = None) -> list[RunSpec]:
     """Resolved configs of every (dataset, method, seed), in that order, with their run directories
     (``DIR/runs/<label>-<method>-seed<k>``, the label of :func:`run_labels`); any dataset spec, paths checked."""
     from ..train.run import resolved_config
@@ -129,17 +149,20 @@ def plan_runs(out: str | Path, datasets: Sequence[str], methods: Sequence[str], 
     for data in datasets:
         check_dataset(data)
     labels = run_labels(datasets)
+    counts = list(threads) if isinstance(threads, (list, tuple)) else [threads]
     specs = []
     for data in datasets:
         for method in methods:
             for seed in seeds:
-                config = base.replace(data=data, method=method, seed=int(seed), threads=threads,
-                                      model=model_for(method, base.replace(data=data).model_name()),
-                                      params=dict(params.get(method, {})),
-                                      data_options={**base.data_options, **data_options.get(data, {})})
-                config.validate()
-                run_dir = Path(out) / "runs" / f"{labels[data]}-{method}-seed{seed}"
-                specs.append(RunSpec(resolved_config(config), run_dir))
+                for count in counts:  # several thread counts: each one another run (summation order differs)
+                    config = base.replace(data=data, method=method, seed=int(seed), threads=count,
+                                          model=model_for(method, base.replace(data=data).model_name()),
+                                          params=dict(params.get(method, {})),
+                                          data_options={**base.data_options, **data_options.get(data, {})})
+                    config.validate()
+                    suffix = f"-threads{count}" if len(counts) > 1 else ""
+                    run_dir = Path(out) / "runs" / f"{labels[data]}-{method}-seed{seed}{suffix}"
+                    specs.append(RunSpec(resolved_config(config), run_dir))
     return specs
 
 
@@ -189,18 +212,20 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
                model: Optional[str] = None,
                epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
                lr_schedule: Optional[str] = None, params: Sequence[str] = (), data_options: Sequence[str] = (),
-               jobs: int = 1, threads: Optional[int] = None, device: Optional[str] = None,
+               jobs: int = 1, threads: Optional[int | Sequence[int]] = None, device: Optional[str] = None,
                precision: Optional[str] = None, select: Optional[str] = None,
                val_break: Optional[str] = None) -> BenchPlan:
     """The benchmark the ``bench`` command's flags describe, writing nothing. ``data`` and ``methods`` are
     comma-separated names (default: the preset's; methods ``mask`` without a preset); ``params`` and
-    ``data_options`` are ``[SCOPE.]KEY=VALUE`` strings; ``threads`` defaults to the cores over ``jobs``.
+    ``data_options`` are ``[SCOPE.]KEY=VALUE`` strings; ``threads`` defaults to the cores over ``jobs``;
+    several thread counts (a list, or ``"1,2"``) make it an axis beside the seeds: every run once per count.
     A preset's methods that are not registered are skipped with a warning. ``data_path``: the PATH of a
     preset of a downloaded dataset (``heo2023-isic``); without it (and without a ``--data`` spec of that
     dataset) such a preset is a one-line error naming the dataset and where to download it."""
     from ..methods import METHODS
 
-    for name, value in (("seeds", seeds), ("jobs", jobs), ("threads", threads)):
+    counts = thread_counts(threads)
+    for name, value in (("seeds", seeds), ("jobs", jobs), *(("threads", c) for c in counts or [None])):
         _at_least_one(name, value)
     params, data_options = _strings(params), _strings(data_options)
     chosen = preset if isinstance(preset, Preset) else get_preset(preset) if preset else None
@@ -228,8 +253,9 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
                                     lambda key: list(datasets)).items():
         options.setdefault(aliases.get(d, d), {}).update(kv)
 
-    threads = threads or max(1, available_cores() // jobs)
-    specs = plan_runs(out, datasets, method_names, range(n_seeds), base, method_params, options, threads)
+    counts = counts or [max(1, available_cores() // jobs)]
+    threads = counts[0]
+    specs = plan_runs(out, datasets, method_names, range(n_seeds), base, method_params, options, counts)
     if chosen is not None:  # the preset's per-dataset hyperparameters (under --param) and robustness settings
         specs = chosen.refine(specs, given, flags)
     words = ["rightreasons", "bench"] + (["--preset", chosen.name] if chosen else [])
@@ -237,6 +263,6 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
     words += ["--data", ",".join(datasets), "--methods", ",".join(method_names), "--seeds", str(n_seeds)]
     words += [w for k, v in flags.items() if v is not None for w in (f"--{k.replace('_', '-')}", str(v))]
     words += [w for p in params for w in ("--param", p)] + [w for o in data_options for w in ("--data-option", o)]
-    words += ["--jobs", str(jobs), "--threads", str(threads), "--out", str(out)]
+    words += ["--jobs", str(jobs), "--threads", ",".join(map(str, counts)), "--out", str(out)]
     return BenchPlan(specs=specs, command=" ".join(shlex.quote(w) for w in words), datasets=datasets,
                      methods=method_names, seeds=n_seeds, jobs=jobs, threads=threads, preset=chosen)

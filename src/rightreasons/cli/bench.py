@@ -27,7 +27,9 @@ from .options import training_options
 @click.option("--data-option", "data_options", multiple=True, metavar="[DATASET.]KEY=VALUE",
               help="Dataset option; without DATASET, for every dataset (repeatable).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Runs at a time.")
-@training_options("threads", threads=dict(help="Torch threads per run (default: cores / jobs)."))
+@training_options("threads", threads=dict(type=str, metavar="N[,M...]",
+                                          help="Torch threads per run (default: cores / jobs); several, e.g. 1,2: "
+                                               "every run once per count (summation order differs)."))
 @click.option("--images", type=click.IntRange(min=1), default=8, show_default=True, help="Images per saliency grid.")
 @click.option("--no-report", is_flag=True, help="Skip report.html (results.csv and summary.md are still written).")
 @click.option("--overwrite", is_flag=True, help="Redo finished runs whose config differs from this plan.")

@@ -1,4 +1,5 @@
-"""results.csv -> summary.md: mean ± standard deviation per dataset and method, computed by code.
+"""results.csv -> summary.md: mean ± standard deviation per dataset and method, computed by code, and the
+minimum of the worst-group accuracy over the runs (seeds and thread counts).
 
 The standard deviation is the sample one (n - 1 in the denominator; none for a single run). Datasets with
 runs that have a robustness report (the ``robustness`` training setting) also show its columns. NaN
@@ -24,6 +25,7 @@ from ..files import atomic_write_text
 #: (results.csv column, header, decimals): worst-group accuracy first
 COLUMNS = (
     ("test_worst_group_accuracy", "worst-group acc.", 3),
+    (MIN_COLUMN := "test_worst_group_accuracy_min", "worst-group min", 3),
     ("test_accuracy", "accuracy", 3),
     ("test_mean_group_accuracy", "mean-group acc.", 3),
     ("test_mask_gradient_share", "grad. share in mask", 3),
@@ -71,6 +73,12 @@ def stat(values) -> Stat:
     return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals))
 
 
+def minimum(values) -> Stat:
+    """The smallest of the numbers among ``values`` (NaN left out), as a Stat without a spread."""
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and not math.isnan(float(v))]
+    return Stat(min(vals), None, len(vals)) if vals else Stat(math.nan, None, 0)
+
+
 def summarize(rows: list[dict]) -> dict[str, list[MethodSummary]]:
     """dataset -> one summary per method, best mean worst-group accuracy first."""
     out: dict[str, list[MethodSummary]] = {}
@@ -80,6 +88,7 @@ def summarize(rows: list[dict]) -> dict[str, list[MethodSummary]]:
         for method in dict.fromkeys(r["method"] for r in mine):
             runs = [r for r in mine if r["method"] == method]
             stats = {col: stat(r.get(col) for r in runs) for col, _, _ in COLUMNS + ROBUSTNESS_COLUMNS}
+            stats[MIN_COLUMN] = minimum(r.get(COLUMNS[0][0]) for r in runs)
             items.append(MethodSummary(method, len(runs), stats))
         key = COLUMNS[0][0]
         items.sort(key=lambda m: -m.stats[key].mean if m.stats[key].n else math.inf)
