@@ -22,7 +22,7 @@ LAYERS = {
     "ops": 1, "models": 1,
     "data": 2, "methods": 2, "metrics": 2,
     "train": 3,
-    "audit": 4, "find_another": 4, "mask_proposals": 4, "sweep": 4, "bench": 4, "demo": 4,
+    "audit": 4, "find_another": 4, "mask_proposals": 4, "annotate": 4, "sweep": 4, "bench": 4, "demo": 4, "guided": 4,
     "report": 5,
     "cli": 6, "__main__": 6,
 }

@@ -14,6 +14,7 @@ import click
 from ..errors import UserError
 from ..train.overrides import apply_overrides as apply_flags  # noqa: F401  (old name, kept for existing code)
 from ..train.overrides import parse_assignments, parse_value  # noqa: F401  (old import path)
+from .annotate import annotate_command
 from .audit import audit_command
 from .bench import bench_command
 from .data import data_group
@@ -21,6 +22,7 @@ from .demo import demo_command
 from .evaluate import evaluate_command
 from .explain import explain_command
 from .find_another import find_another_command
+from .guided import guided_command
 from .listing import list_command
 from .propose_masks import propose_masks_command
 from .robustness import robustness_command
@@ -35,8 +37,8 @@ def cli():
 
 
 for _command in (train_command, evaluate_command, robustness_command, audit_command, explain_command, bench_command,
-                 sweep_command, find_another_command, propose_masks_command, list_command, demo_command,
-                 data_group):
+                 sweep_command, find_another_command, guided_command, propose_masks_command, list_command, demo_command,
+                 data_group, annotate_command):
     cli.add_command(_command)
 
 

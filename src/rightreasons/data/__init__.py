@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (built-in datasets register themselves)
                        decoy_mnist,
                        fashion_mnist,
                        isic,
+                       mask_budget,
                        plant,
                        salient_imagenet,
                        spurious,

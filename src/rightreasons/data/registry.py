@@ -100,22 +100,36 @@ def load_dataset(name: str, seed: int = 0, **options) -> DataSplits:
     ``folder:PATH`` and ``csv:PATH`` load your own image folder or table (data/folder.py, data/table.py);
     ``PREFIX:PATH`` a published dataset's downloaded files with the loader registered for PREFIX. The
     options ``spurious=SHAPE`` and ``spurious_*`` (any dataset) stamp a label-correlated patch on the
-    training images after loading, with the same seed (data/spurious.py)."""
+    training images after loading, with the same seed (data/spurious.py); then ``annotated_fraction``,
+    ``annotated_count`` and ``mask_corruption`` (any dataset) cut and corrupt the training annotations, with
+    the same seed (data/mask_budget.py). ``tokenizer=hf:PATH`` (text datasets) tokenizes with a Hugging
+    Face tokenizer file instead of the built-in tokenizer (data/text/tokenizer.py)."""
+    from .mask_budget import apply_mask_budget, mask_budget_options
     from .spurious import inject_spurious, spurious_options
+    from .text.tokenizer import using_tokenizer
 
+    options, budget = mask_budget_options(f"dataset {name!r}", options)
     options, spurious = spurious_options(f"dataset {name!r}", options)
+    tokenizer = options.pop("tokenizer", None)
+    with using_tokenizer(tokenizer):
+        splits = _load(name, seed, options)
+    if tokenizer is not None and not getattr(splits.train, "is_text", False):
+        raise UserError(f"dataset {name!r}: option tokenizer applies to text datasets only")
+    splits = splits if spurious is None else inject_spurious(splits, seed=seed, **spurious)
+    return splits if budget is None else apply_mask_budget(splits, seed=seed, **budget)
+
+
+def _load(name: str, seed: int, options: dict) -> DataSplits:
     prefix, sep, path = name.partition(":")
     if sep and prefix in PATH_DATASETS:
         if not path:
             raise UserError(f"dataset {name!r}: give the path of the downloaded files after '{prefix}:'")
-        splits = PATH_DATASETS[prefix](path, seed=seed, **options)
-    elif sep and prefix in OWN_DATA:
+        return PATH_DATASETS[prefix](path, seed=seed, **options)
+    if sep and prefix in OWN_DATA:
         if not path:
             raise UserError(f"dataset {name!r}: give a path after '{prefix}:'")
         from .folder import load_folder
         from .table import load_table
 
-        splits = (load_folder if prefix == "folder" else load_table)(path, seed=seed, **options)
-    else:
-        splits = DATASETS.get(name)(seed=seed, **options)
-    return splits if spurious is None else inject_spurious(splits, seed=seed, **spurious)
+        return (load_folder if prefix == "folder" else load_table)(path, seed=seed, **options)
+    return DATASETS.get(name)(seed=seed, **options)
