@@ -26,10 +26,10 @@ from .options import data_override_options, device_option, split_option, trust_c
                         "runs those modules: only for runs you trust).")
 @device_option()
 def explain_command(run_dirs, data, data_options, out, images, attribution, split, overwrite, trust_code, device):
-    """Write a saliency grid PNG: the inputs (mask outlined), then one row per attribution; with several
-    runs, one row per run and attribution, all on the same images (the first run's data). For text runs,
-    write a self-contained HTML page: each document's tokens highlighted by each run's saliency (masked
-    tokens outlined), with the label and each run's prediction."""
+    """Write a saliency grid PNG (text: an HTML page of highlighted tokens): the inputs (mask outlined), then
+    one row per attribution; with several runs, one row per run and attribution, all on the same images (the
+    first run's data). For text runs, a self-contained HTML page: each document's tokens highlighted by each
+    run's saliency (masked tokens outlined), with the label and each run's prediction."""
     from ..report.explain import explain_runs
     from ..train.overrides import parse_assignments
 
