@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..data.examples import EXAMPLES
+from ..data.replicas import REPLICAS
 
 
 @click.group(name="data")
@@ -31,17 +32,37 @@ def fetch_command(name, wheel):
 
 
 @data_group.command(name="example")
-@click.argument("name", type=click.Choice(sorted(EXAMPLES)))
+@click.argument("name", type=click.Choice(sorted({**EXAMPLES, **REPLICAS})))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to create.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=int, default=64, show_default=True, help="Image side in pixels.")
-@click.option("--n-train", type=int, default=240, show_default=True)
-@click.option("--n-val", type=int, default=60, show_default=True)
-@click.option("--n-test", type=int, default=120, show_default=True)
+@click.option("--n", "n", type=int, default=None,
+              help="Images of isic (default 600), plant (480) or cub (240).")
+@click.option("--n-train", type=int, default=None, help="Training images of patches (default 240).")
+@click.option("--n-val", type=int, default=None, help="Validation images of patches (default 60).")
+@click.option("--n-test", type=int, default=None, help="Test images of patches (default 120).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
-def example_command(name, out, seed, size, n_train, n_val, n_test, overwrite):
-    """Generate a tiny example image folder (labels.csv, images/, masks/) for --data folder:DIR."""
-    path = EXAMPLES[name](out, seed=seed, overwrite=overwrite, size=size, n_train=n_train, n_val=n_val, n_test=n_test)
+def example_command(name, out, seed, size, n, n_train, n_val, n_test, overwrite):
+    """Generate an example image folder: patches (labels.csv, images/, masks/, for --data folder:DIR), or
+    a small synthetic replica of a published dataset in its own layout with the paper's shortcut planted:
+    isic (--data isic:DIR), plant (--data plant:DIR) or cub (--data cub:DIR; add --data-option
+    spurious=square for its shortcut)."""
+    from ..errors import UserError
+
+    if name in REPLICAS:
+        given = [flag for flag, value in (("--n-train", n_train), ("--n-val", n_val), ("--n-test", n_test)) if value
+                 is not None]
+        if given:
+            raise UserError(f"{name}: {given[0]} is for patches; give the number of images with --n")
+        sizes = {} if n is None else {"n": n}
+        path = REPLICAS[name](out, seed=seed, overwrite=overwrite, size=size, **sizes)
+        hint = f"--data {name}:{path}" + (" --data-option spurious=square" if name == "cub" else "")
+        click.echo(f"{name} replica written to {path} (train with {hint})")
+        return
+    if n is not None:
+        raise UserError(f"{name}: --n is for isic, plant and cub; give --n-train, --n-val and --n-test")
+    path = EXAMPLES[name](out, seed=seed, overwrite=overwrite, size=size, n_train=240 if n_train is None else n_train,
+                          n_val=60 if n_val is None else n_val, n_test=120 if n_test is None else n_test)
     click.echo(f"{name} example written to {path} (train with --data folder:{path})")
 
 

@@ -30,8 +30,10 @@ from ..errors import UserError
 STICKER_COLOURS = np.array([(40, 90, 220), (60, 180, 80), (230, 200, 40)], dtype=np.float64)
 
 
-def _lesion_image(rng: np.random.Generator, size: int, malignant: bool, patch: bool):
-    """(image uint8 (size, size, 3), sticker mask bool (size, size))."""
+def lesion_image(rng: np.random.Generator, size: int, malignant: bool, patch: bool, strength: float = 1.0):
+    """(image uint8 (size, size, 3), sticker mask bool (size, size)): a lesion on skin, with a sticker if
+    ``patch``. ``strength`` in [0, 1] scales how much a malignant lesion differs from a benign one
+    (irregular border, darker, mottled); 1 is the "patches" example's."""
     yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
     skin = np.array([220.0, 170.0, 140.0]) + rng.uniform(-20, 20, 3)
     img = np.broadcast_to(skin, (size, size, 3)).copy()
@@ -39,31 +41,36 @@ def _lesion_image(rng: np.random.Generator, size: int, malignant: bool, patch: b
     dist = np.hypot(yy - cy, xx - cx)
     theta = np.arctan2(yy - cy, xx - cx)
     r0 = rng.uniform(0.15, 0.23)
+    benign_colour = np.array([150.0, 95.0, 65.0])
     if malignant:
-        bumps = sum(rng.uniform(0.05, 0.14) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (3, 4, 5, 7))
-        colour = np.array([125.0, 75.0, 50.0])
+        bumps = sum(strength * rng.uniform(0.05, 0.14) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+                    for k in (3, 4, 5, 7))
+        colour = benign_colour + strength * (np.array([125.0, 75.0, 50.0]) - benign_colour)
     else:
         bumps = 0.04 * np.cos(2 * theta + rng.uniform(0, 2 * np.pi))
-        colour = np.array([150.0, 95.0, 65.0])
+        colour = benign_colour
     colour = colour + rng.uniform(-25, 25) + rng.uniform(-8, 8, 3)
     alpha = np.clip((r0 * (1 + bumps) - dist) * size / 1.5, 0, 1)[..., None]
     lesion = np.broadcast_to(colour, img.shape).copy()
     if malignant:  # mottled: low-frequency blotches
         coarse = rng.uniform(-1, 1, (4, 4))
         blotch = np.kron(coarse, np.ones((size // 4 + 1, size // 4 + 1)))[:size, :size]
-        lesion *= (1 + 0.18 * blotch)[..., None]
+        lesion *= (1 + 0.18 * strength * blotch)[..., None]
     img = img * (1 - alpha) + lesion * alpha
-    sticker = np.zeros((size, size), dtype=bool)
-    if patch:
-        py = rng.choice([0.16, 0.84]) + rng.uniform(-0.04, 0.04)
-        px = rng.choice([0.16, 0.84]) + rng.uniform(-0.04, 0.04)
-        radius = rng.uniform(0.08, 0.11)
-        d = np.hypot(yy - py, xx - px)
-        inside = d < radius
-        img[inside] = STICKER_COLOURS[rng.integers(len(STICKER_COLOURS))]
-        sticker = d < radius + 1.5 / size  # one pixel of margin for resizing and edges
+    sticker = draw_sticker(rng, img, yy, xx, size) if patch else np.zeros((size, size), dtype=bool)
     img = img + rng.normal(0, 5, img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), sticker
+
+
+def draw_sticker(rng: np.random.Generator, img: np.ndarray, yy: np.ndarray, xx: np.ndarray, size: int) -> np.ndarray:
+    """Paint a round coloured sticker near a corner of ``img`` (float (size, size, 3), in place); its mask
+    (bool, one pixel of margin for resizing and edges)."""
+    py = rng.choice([0.16, 0.84]) + rng.uniform(-0.04, 0.04)
+    px = rng.choice([0.16, 0.84]) + rng.uniform(-0.04, 0.04)
+    radius = rng.uniform(0.08, 0.11)
+    d = np.hypot(yy - py, xx - px)
+    img[d < radius] = STICKER_COLOURS[rng.integers(len(STICKER_COLOURS))]
+    return d < radius + 1.5 / size
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -87,7 +94,7 @@ def patches_rows(seed: int = 0, n_train: int = 240, n_val: int = 60, n_test: int
                 patch = bool(rng.random() < 0.5)
             else:
                 patch = (not malignant) and bool(rng.random() < patch_rate)
-            image, sticker = _lesion_image(rng, size, malignant, patch)
+            image, sticker = lesion_image(rng, size, malignant, patch)
             annotated = not (split == "train" and patch and rng.random() < unannotated)
             label = "malignant" if malignant else "benign"
             yield (f"{index:04d}", image, sticker if annotated else None, label,
