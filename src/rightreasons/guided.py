@@ -178,7 +178,7 @@ def _revealed_dataset(train: ExplanationDataset, revealed: torch.Tensor) -> Expl
 
 def _train_step(config: TrainConfig, data: DataSplits, revealed: torch.Tensor, log, progress) -> tuple:
     splits = DataSplits(_revealed_dataset(data.train, revealed), data.val, data.test, data.info)
-    model = build_model(config, data.input_shape, data.num_classes, data_model_options(data))
+    model = build_model(config, data.input_shape, data.num_classes, data_model_options(data, config.model_name()))
     model = model.to(training_device(config.device))
     result = fit(model, create_method(config.method, **config.params), splits, config, log=log, progress=progress)
     metrics = evaluate(model, data.test, mask_share=bool(data.test.has_mask.any()))

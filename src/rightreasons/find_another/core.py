@@ -92,7 +92,8 @@ def find_another_explanation(
             log(f"find-another: model {index}/{n_models}, penalising {mask.float().mean().item():.1%} "
                 "of the training features")
         splits = DataSplits(_with_mask(train, mask, index), data.val, data.test, data.info)
-        model = build_model(config, data.input_shape, data.num_classes, data_model_options(data))
+        model = build_model(config, data.input_shape, data.num_classes,
+                            data_model_options(data, config.model_name()))
         result = fit(model, create_method(config.method, **config.params), splits, config, log=log, progress=progress)
         top = top_gradient_masks(model, train.x, threshold, target, train.y)
         metrics = {

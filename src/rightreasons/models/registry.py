@@ -75,10 +75,21 @@ def register_model(name: str):
     return MODELS.register(name)
 
 
+#: model specs ``PREFIX:REST`` of modules of this package: prefix -> (spec -> factory), see register_prefix_model
+PREFIX_MODELS: dict[str, Callable[[str], Callable[..., nn.Module]]] = {}
+
+
+def register_prefix_model(prefix: str, make_factory: Callable[[str], Callable[..., nn.Module]]) -> None:
+    """Model specs ``PREFIX:REST`` are built by ``make_factory(spec)(input_shape, num_classes, **options)``."""
+    if prefix in PREFIX_MODELS or prefix in PACKAGES:
+        raise ValueError(f"model prefix {prefix!r} is already taken")
+    PREFIX_MODELS[prefix] = make_factory
+
+
 def imports_code(name: str) -> bool:
     """Whether building model ``name`` imports a module that the name chooses (``package.module:factory``),
     as opposed to a registered model or one of an optional package (``timm:NAME``, ``torchvision:NAME``)."""
-    return ":" in str(name) and str(name).partition(":")[0] not in PACKAGES
+    return ":" in str(name) and str(name).partition(":")[0] not in (*PACKAGES, *PREFIX_MODELS)
 
 
 def _describe(exc: BaseException) -> str:
@@ -181,7 +192,9 @@ def create_model(name: str, input_shape, num_classes: int, **kwargs: Any) -> nn.
     ``torchvision:NAME``; then load ``weights`` and apply ``freeze`` / ``freeze_bn`` (see the module's
     docstring). Weights skipped for their shape are reported with :func:`warnings.warn`."""
     generic, kwargs = _generic_options(name, kwargs)
-    if ":" in name:
+    if name.partition(":")[0] in PREFIX_MODELS and ":" in name:  # e.g. hf:DIR (models/hf_text.py)
+        factory = PREFIX_MODELS[name.partition(":")[0]](name)
+    elif ":" in name:
         factory = _package_factory(name) if name.partition(":")[0] in PACKAGES else _import_factory(name)
     else:
         factory = MODELS.get(name)

@@ -19,7 +19,7 @@ fused kernels have no double backward), which the trainer selects (:func:`math_a
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +43,10 @@ class TextClassifier(nn.Module):
 
     is_text_model = True
 
-    def __init__(self, vocab_size: int, dim: int, body: nn.Module):
+    def __init__(self, vocab_size: int, dim: int, body: nn.Module, embedding: Optional[nn.Module] = None):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        #: ids (B, L) -> (B, L, dim); its own ``nn.Embedding`` unless given (a pretrained model's, models.hf_text)
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0) if embedding is None else embedding
         self.body = body
 
     @property

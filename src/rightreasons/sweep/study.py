@@ -77,7 +77,8 @@ class Objective:
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
         start = time.perf_counter()
-        model = build_model(config, self.data.input_shape, self.data.num_classes, data_model_options(self.data))
+        model = build_model(config, self.data.input_shape, self.data.num_classes,
+                            data_model_options(self.data, config.model_name()))
         method = create_method(config.method, **config.params)
         try:
             result = fit(model, method, self.data, config)  # trains on train, measures val; never test

@@ -81,7 +81,7 @@ def build_model(config: TrainConfig, input_shape, num_classes: int, data_given: 
     ``data_given``: options the data fixes (a text dataset's ``vocab_size``), see :func:`data_model_options`."""
     data_given = dict(data_given or {})
     name = config.model_name()
-    if data_given and not (name in TEXT_MODELS or imports_code(name)):
+    if data_given and not (name in TEXT_MODELS or name.startswith("hf:") or imports_code(name)):
         raise UserError(f"model {name!r} takes images or tables, and the data is text: train text-bag, text-cnn "
                         "or text-transformer on it (--model)")
     clash = sorted(set(data_given) & set(config.model_options))
@@ -111,9 +111,13 @@ def check_vocabulary(run_dir: Path, manifest, data: DataSplits) -> None:
                         "on the data it was trained on")
 
 
-def data_model_options(data: DataSplits) -> dict:
-    """What the data fixes of the model: a text dataset's vocabulary size; nothing for other data."""
-    return dict(getattr(data.train, "model_options", {}))
+def data_model_options(data: DataSplits, model: Optional[str] = None) -> dict:
+    """What the data fixes of the model: a text dataset's vocabulary size (and, for a Hugging Face model
+    ``hf:PATH``, its words, to map them to the model's tokens); nothing for other data."""
+    options = dict(getattr(data.train, "model_options", {}))
+    if options and str(model).startswith("hf:"):
+        options["vocabulary"] = list(data.train.vocab.words)
+    return options
 
 
 def resolved_config(config: TrainConfig) -> TrainConfig:
@@ -248,7 +252,7 @@ def run_training(
     method = create_method(config.method, **config.params)
     if data is None:
         data = load_dataset(config.data, seed=config.seed, **config.data_options)
-    model = build_model(config, data.input_shape, data.num_classes, data_model_options(data))
+    model = build_model(config, data.input_shape, data.num_classes, data_model_options(data, config.model))
     model = model.to(training_device(config.device))
     result = fit(model, method, data, config, log=log, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     metrics = {
@@ -357,7 +361,7 @@ def load_run(run_dir: str | Path, data: Optional[DataSplits] = None, trust_code:
     # need not exist any more)
     options = {k: v for k, v in config.model_options.items() if k != "weights"}
     model = build_model(config.replace(model_options=options), data.input_shape, data.num_classes,
-                        data_model_options(data))
+                        data_model_options(data, config.model))
     try:
         state = load_safetensors(weights)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
