@@ -277,3 +277,20 @@ def test_a_run_refuses_text_data_with_another_vocabulary(tmp_path):
     other = load_dataset("decoy-bbc", source=str(source), min_count=1, max_vocab=5)  # fewer words, other ids
     with pytest.raises(UserError, match="another vocabulary"):
         load_run(tmp_path / "run", data=other)
+
+
+@pytest.mark.parametrize("method", ["ig_norm", "ig_sum_norm", "rrr", "certainty", "pgd_ex+rrr", "madry"])
+def test_methods_that_differentiate_input_gradients_train_the_transformer(method):
+    """Attention's fused kernels have no double backward: such methods run under the math kernel. Losses at
+    adversarial points only (madry, ig_sum_norm) train the embedding too."""
+    from rightreasons.methods import StepContext
+
+    data = _data()
+    model = create_model("text-transformer", data.input_shape, 3, vocab_size=len(data.vocab))
+    meth = create_method(method)
+    meth.start_epoch(50, 100)  # after every eps ramp
+    ctx = StepContext(epoch=50, num_epochs=100, generator=torch.Generator().manual_seed(0),
+                      input_range=data.input_range)
+    out = meth.loss(model, data.batch(torch.arange(6)), ctx)
+    out.loss.backward()
+    assert float(model.embedding.weight.grad.abs().sum()) > 0

@@ -153,6 +153,13 @@ def clip_range(method: "Method", ctx: StepContext) -> Optional[tuple[float, floa
     return None if math.isinf(low) and math.isinf(high) else (float(low), float(high))
 
 
+def attached(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+    """``x_adv`` as a point to train on: itself, or, when ``x`` carries a graph to trainable weights (a text
+    model's embeddings), ``x + (x_adv - x)`` with the perturbation detached, so that the loss at ``x_adv``
+    also trains what produced ``x``."""
+    return x + (x_adv - x).detach() if x.requires_grad else x_adv
+
+
 def context(ctx: Optional[StepContext]) -> StepContext:
     """``ctx``, or a default :class:`StepContext` (epoch 0, no generator) when the caller gave none."""
     return StepContext() if ctx is None else ctx
@@ -168,6 +175,9 @@ class Method:
     uses_mask: ClassVar[bool] = True
     #: whether the clean forward pass must be differentiable w.r.t. the input (input-gradient penalties)
     needs_input_grad: ClassVar[bool] = False
+    #: whether the loss differentiates input gradients (double backward; attention then needs its math kernel);
+    #: implied by needs_input_grad
+    double_backward: ClassVar[bool] = False
     #: whether the model must follow the split-model protocol (``rightreasons.models.split``)
     needs_split_model: ClassVar[bool] = False
     #: False when the objective is not ``ce_weight * CE + sum(penalties)``; ``not_composable`` says why
@@ -282,7 +292,7 @@ def _in_embedding_space(function):
     def entry(self, model, batch, *args, **kwargs):
         if not is_text_model(model):
             return function(self, model, batch, *args, **kwargs)
-        with math_attention() if self.needs_input_grad else contextlib.nullcontext():
+        with math_attention() if self.needs_input_grad or self.double_backward else contextlib.nullcontext():
             return function(self, model.body, model.embed_batch(batch), *args, **kwargs)
 
     entry.text_entry = True

@@ -101,6 +101,7 @@ def combine(*parts: type[Method], register: bool = True) -> type[Combined]:
          "paper": " + ".join(p.paper for p in parts if p.paper),
          "uses_mask": any(p.uses_mask for p in parts),
          "needs_input_grad": any(p.needs_input_grad for p in parts),
+         "double_backward": any(p.double_backward for p in parts),
          "needs_split_model": any(p.needs_split_model for p in parts),
          "standalone": any(p.standalone for p in parts),
          "__doc__": f"Combination {name}: " + " + ".join(p.__name__ for p in parts) + " (penalties summed)."},

@@ -66,6 +66,7 @@ def l1_per_example(t: torch.Tensor) -> torch.Tensor:
 class RobustAttribution(RampedEps, Method):
     """Shared machinery of IG-NORM and IG-SUM-NORM: the ball, the PGD inner maximisation, the IG term."""
 
+    double_backward = True  # the attribution penalty is differentiated through integrated gradients
     uses_mask = False  # with the default region="all"; region="mask" reads masks (and reduces to ERM on m = 0)
     paper = "Chen, Wu, Rastogi, Liang & Jha, NeurIPS 2019"
     infinite = frozenset({"clip_min", "clip_max"})  # -inf / inf: no clamp

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .base import LossOutput, context
+from .base import LossOutput, attached, context
 from .ig_norm import RAR_BOUNDS, RAR_DEFAULTS, RobustAttribution
 from .registry import register_method
 
@@ -41,7 +41,7 @@ class IGSumNorm(RobustAttribution):
                 total = total + self.beta * self.ig_term(model, batch, x_adv, self.pgd_ig_steps, True).sum()
             return total
 
-        x_adv = self.attack(model, batch, objective, ctx)
+        x_adv = attached(batch.x, self.attack(model, batch, objective, ctx))
         ce_adv = F.cross_entropy(model(x_adv), batch.y)
         ig = self.ig_term(model, batch, x_adv, self.ig_steps, True).mean() if self.beta else ce.new_zeros(())
         total = ce_adv + self.beta * ig

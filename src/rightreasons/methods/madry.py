@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..ops.masked_pgd import masked_pgd
 from .avg_ex import require_generator
-from .base import LossOutput, Method, check_clip_order, clip_range, context
+from .base import LossOutput, Method, attached, check_clip_order, clip_range, context
 from .eps_ramp import RAMP_BOUNDS, RAMP_DEFAULTS, RampedEps
 from .registry import register_method
 
@@ -68,5 +68,5 @@ class Madry(RampedEps, Method):
         ce = F.cross_entropy(logits, batch.y)
         if self.current_eps() == 0:  # the ball is the point x: the adversarial CE is the clean CE
             return LossOutput(ce, logits, {"ce": ce.detach(), "ce_adv": ce.detach()})
-        ce_adv = F.cross_entropy(model(self.adversary(model, batch, ctx)), batch.y)
+        ce_adv = F.cross_entropy(model(attached(batch.x, self.adversary(model, batch, ctx))), batch.y)
         return LossOutput(ce_adv, logits, {"ce": ce.detach(), "ce_adv": ce_adv.detach()})
