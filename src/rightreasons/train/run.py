@@ -82,8 +82,8 @@ def build_model(config: TrainConfig, input_shape, num_classes: int, data_given: 
     data_given = dict(data_given or {})
     name = config.model_name()
     if data_given and not (name in TEXT_MODELS or name.startswith("hf:") or imports_code(name)):
-        raise UserError(f"model {name!r} takes images or tables, and the data is text: train text-bag, text-cnn "
-                        "or text-transformer on it (--model)")
+        raise UserError(f"model {name!r} takes images or tables, and the data is text: train text-bag, text-cnn, "
+                        "text-transformer or hf:DIR on it (--model)")
     clash = sorted(set(data_given) & set(config.model_options))
     if clash:
         raise UserError(f"model option(s) {', '.join(clash)}: set by the data, not on the command line")
