@@ -102,23 +102,50 @@ def patches_rows(seed: int = 0, n_train: int = 240, n_val: int = 60, n_test: int
             index += 1
 
 
-def write_patches(out: str | Path, seed: int = 0, overwrite: bool = False, **sizes) -> Path:
-    """Write the "patches" example folder to ``out`` (atomically: built beside it, then renamed).
-    An existing non-empty ``out`` is refused unless ``overwrite``. A symbolic link ``out`` stands for the
-    directory it points to, which is written (the link itself is left as it is)."""
+def example_out(out: str | Path, overwrite: bool) -> Path:
+    """The directory an example is written to: ``out``, or the directory a symbolic link ``out`` points to;
+    a file, or an existing non-empty directory without ``overwrite``, is refused."""
     out = Path(os.path.realpath(out)) if os.path.islink(out) else Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out}: already exists and is not empty; choose another --out or pass --overwrite")
+    return out
+
+
+def write_directory(out: str | Path, overwrite: bool, build) -> Path:
+    """Run ``build(tmp)`` in a fresh directory beside ``out`` (see :func:`example_out`), then rename it to
+    ``out``; an old ``out`` is moved aside first and removed after, and nothing is left on failure."""
+    out = example_out(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        build(tmp)
+        if out.exists():  # move it aside under a fresh name (an empty directory rename() may replace)
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_patches(out: str | Path, seed: int = 0, overwrite: bool = False, **sizes) -> Path:
+    """Write the "patches" example folder to ``out`` (atomically: built beside it, then renamed).
+    An existing non-empty ``out`` is refused unless ``overwrite``. A symbolic link ``out`` stands for the
+    directory it points to, which is written (the link itself is left as it is)."""
+    example_out(out, overwrite)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"patches: seed must be a non-negative integer, got {seed!r}")
     for key, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < (8 if key == "size" else 2):
             raise UserError(f"patches: {key} must be an integer >= {8 if key == 'size' else 2}, got {value!r}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         table = io.StringIO()
@@ -132,17 +159,8 @@ def write_patches(out: str | Path, seed: int = 0, overwrite: bool = False, **siz
                 (tmp / mask_name).write_bytes(_png(mask.astype(np.uint8) * 255))
             writer.writerow([f"images/{name}.png", label, group, split, mask_name])
         (tmp / "labels.csv").write_text(table.getvalue())
-        if out.exists():  # move it aside under a fresh name (an empty directory rename() may replace)
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_directory(out, overwrite, build)
 
 
 EXAMPLES = {"patches": write_patches}

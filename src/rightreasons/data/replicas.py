@@ -22,16 +22,13 @@ presets and audits without downloading anything, not for numbers about the real 
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from .examples import lesion_image
+from .examples import lesion_image, write_directory
 
 CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani",
                "005.Crested_Auklet", "006.Least_Auklet", "007.Parakeet_Auklet", "008.Rhinoceros_Auklet"]
@@ -66,31 +63,6 @@ def _check(name: str, seed, n, size, min_n: int, **more) -> None:
             raise UserError(f"{name}: {key} must be an integer >= {low}, got {value!r}")
 
 
-def _write_dir(out, overwrite: bool, build) -> Path:
-    """Run ``build(tmp)`` in a fresh directory beside ``out``, then rename it to ``out`` (an existing
-    non-empty ``out`` is refused unless ``overwrite``; a symbolic link stands for its target)."""
-    out = Path(os.path.realpath(out)) if os.path.islink(out) else Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: already exists and is not empty; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        build(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------- ISIC
 
 
@@ -121,7 +93,7 @@ def write_isic(out, seed: int = 0, n: int = 600, size: int = 64, overwrite: bool
                 seg = np.repeat(sticker[..., None].astype(np.uint8) * 255, 3, axis=2)
                 (tmp / "segmentation" / name).write_bytes(_jpeg(seg, quality=100))
 
-    return _write_dir(out, overwrite, build)
+    return write_directory(out, overwrite, build)
 
 
 # ---------------------------------------------------------------------------------------------------- plant
@@ -196,7 +168,7 @@ def write_plant(out, seed: int = 0, n: int = 480, size: int = 64, overwrite: boo
         (tmp / "mask").mkdir()
         (tmp / "mask" / "preprocessed_masks.pyu").write_bytes(pickle.dumps(masks, protocol=4))
 
-    return _write_dir(out, overwrite, build)
+    return write_directory(out, overwrite, build)
 
 
 # ------------------------------------------------------------------------------------------------------ CUB
@@ -292,7 +264,7 @@ def write_cub(out, seed: int = 0, n: int = 240, size: int = 64, overwrite: bool 
         for name, rows in files.items():
             (tmp / name).write_text("".join(row + "\n" for row in rows))
 
-    return _write_dir(out, overwrite, build)
+    return write_directory(out, overwrite, build)
 
 
 #: name -> writer ``f(out, seed=, n=, size=, overwrite=)``, what ``rightreasons data example`` offers
