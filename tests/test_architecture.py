@@ -19,6 +19,7 @@ PACKAGE = "rightreasons"
 #: layer of each top-level part of the package; a module may import only from its own layer or lower ones
 LAYERS = {
     "errors": 0, "registry": 0, "files": 0, "batch": 0, "console": 0, "devices": 0, "precision": 0, "tokens": 0,
+    "layers": 0,
     "ops": 1, "models": 1,
     "data": 2, "methods": 2, "metrics": 2,
     "train": 3,

@@ -35,6 +35,7 @@ from torch import nn
 from ..batch import Batch
 from ..errors import UserError
 from ..files import shown_value as _short
+from ..layers import fused_double_backward
 from ..models.text import is_text_model, math_attention
 
 
@@ -286,13 +287,17 @@ class Method:
 
 def _in_embedding_space(function):
     """``function(self, model, batch, ...)`` that, for a text model, runs on its body and the batch embedded
-    (``models.text``), under the math attention kernel when the method differentiates input gradients."""
+    (``models.text``). When the method differentiates input gradients it runs under the math attention
+    kernel (text) and with the fused double-backward layers (``layers.fused_double_backward``)."""
 
     @functools.wraps(function)
     def entry(self, model, batch, *args, **kwargs):
+        twice = self.needs_input_grad or self.double_backward
         if not is_text_model(model):
-            return function(self, model, batch, *args, **kwargs)
-        with math_attention() if self.needs_input_grad or self.double_backward else contextlib.nullcontext():
+            with fused_double_backward(model) if twice else contextlib.nullcontext():
+                return function(self, model, batch, *args, **kwargs)
+        with math_attention() if twice else contextlib.nullcontext(), \
+                fused_double_backward(model.body) if twice else contextlib.nullcontext():
             return function(self, model.body, model.embed_batch(batch), *args, **kwargs)
 
     entry.text_entry = True

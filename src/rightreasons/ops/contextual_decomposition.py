@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..layers import BatchNorm2d, Conv2d
 from ..tokens import TokenMean, embeddings, token_flags
 from . import graph
 from .interval_bounds import batch_var_mean
@@ -159,8 +160,8 @@ def _token_mean(m, r, i, opts):
 
 _RULES: dict[type, Rule] = {
     nn.Linear: _linear,
-    nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
-    nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm, nn.BatchNorm3d: _batchnorm,
+    nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv, Conv2d: _conv,
+    nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm, nn.BatchNorm3d: _batchnorm, BatchNorm2d: _batchnorm,
     nn.ReLU: _activation, nn.LeakyReLU: _activation, nn.ReLU6: _activation, nn.ELU: _activation,
     nn.Tanh: _activation, nn.Sigmoid: _activation, nn.Softplus: _activation,
     nn.MaxPool1d: _maxpool, nn.MaxPool2d: _maxpool, nn.MaxPool3d: _maxpool,

@@ -35,8 +35,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..layers import BatchNorm2d, Conv2d
 from ..tokens import TokenMean, embeddings, token_flags
 from . import graph
+from .interval_batch_norm import batch_norm_box, fusable
+from .interval_relu import fusable as relu_fusable
+from .interval_relu import relu_box
 
 
 class Interval:
@@ -107,8 +111,8 @@ def _token_mean(m: TokenMean, box: Interval) -> Interval:
 
 Rule = Callable[[nn.Module, Interval], Interval]
 RULES: dict[type, Rule] = {nn.Linear: _linear, nn.Identity: _identity, TokenMean: _token_mean}
-RULES.update({t: _conv for t in (nn.Conv1d, nn.Conv2d, nn.Conv3d)})
-RULES.update({t: _batchnorm for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)})
+RULES.update({t: _conv for t in (nn.Conv1d, nn.Conv2d, nn.Conv3d, Conv2d)})
+RULES.update({t: _batchnorm for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, BatchNorm2d)})
 RULES.update({t: _identity for t in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)})
 RULES.update({t: _positive_linear for t in (nn.Flatten, nn.Unflatten, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
                                              nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)})
@@ -198,6 +202,9 @@ class _Bounds:
         m = step.module
         if _batch_statistics(m):
             return self._batch_norm(m, v)
+        if relu_fusable(m, v.box.centre, v.box.radius, v.point):
+            centre, radius, point = relu_box(v.box.centre, v.box.radius, v.point)
+            return _Value(Interval(centre, radius), point)
         rule = RULES[type(m)]
         box = rule(step.layer, v.box)
         if v.point is None:
@@ -208,6 +215,9 @@ class _Bounds:
         point = v.point
         if point is None:  # never: callers propagate a point when the model has such a layer
             raise UserError(f"interval bounds: {type(m).__name__} in train mode needs the clean batch")
+        if fusable(m, point, v.box.centre, v.box.radius):
+            out, centre, radius = batch_norm_box(m, point, v.box.centre, v.box.radius, self.update_statistics)
+            return _Value(Interval(centre, radius), out)
         var, mean = batch_var_mean(point)
         shape = (1, -1) + (1,) * (point.dim() - 2)
         scale = torch.rsqrt(var + m.eps)
