@@ -4,9 +4,10 @@ One step = the method's loss (forward + explanation terms) + backward + Adam ste
 RGB images (uniform pixels in [0, 1], random labels, a square patch at a random place as the mask), with the
 model in train mode (BatchNorm uses batch statistics; IBP-Ex bounds through it with the clean batch's
 statistics). Methods are timed interleaved: each round runs a few steps of every method in a rotated
-order and the table shows the median over rounds, so a machine that is busy for a while slows every method
-alike. Schedules are advanced past their ramps, so the robust terms run at full strength. On a GPU the
-clock is read after ``torch.cuda.synchronize``. Targets on the CPU for ``resnet-small`` (printed beside
+order; the table shows the median time per step, and the median (and range) over rounds of each round's
+ratio to ERM, so a machine that is busy for a while slows every method alike. Schedules are advanced past
+their ramps, so the robust terms run at full strength. On a GPU the clock is read after
+``torch.cuda.synchronize``. Targets on the CPU for ``resnet-small`` (printed beside
 the ratios): rrr <= 2.5x, ibp_ex <= 3x, pgd_ex with 10 steps <= 11x.
 
     python benchmarks/backbone_step_cost.py [--model resnet-small] [--size 32] [--batch 64]
@@ -126,13 +127,18 @@ def main(argv=None, defaults: dict | None = None) -> None:
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, model {args.model}, "
           f"batch {args.batch} x 3 x {args.size} x {args.size}, {args.rounds} rounds x {args.steps} steps, "
           "median per step")
-    print(f"{'precision':<9} {'method':<8} {'ms/step':>10} {'x ERM':>7} {'target':>7}")
+    print(f"{'precision':<9} {'method':<8} {'ms/step':>10} {'x ERM':>7} {'rounds':>11} {'target':>7}")
     for precision in args.precisions.split(","):
-        medians = {r.name: statistics.median(r.times) for r in runners if r.precision == precision}
-        base = medians["erm"]
-        for name, t in medians.items():
-            target = f"<= {TARGETS[name]:g}" if name in TARGETS and device.type == "cpu" else ""
-            print(f"{precision:<9} {name:<8} {t * 1e3:10.1f} {t / base:7.2f} {target:>7}")
+        ours = [r for r in runners if r.precision == precision]
+        erm = next(r for r in ours if r.name == "erm")
+        for r in ours:
+            # the ratio within each round (its steps ran next to ERM's), then the median and range over rounds:
+            # a machine that is slow for a while slows both sides of a round alike
+            ratios = sorted(t / base for t, base in zip(r.times, erm.times))
+            target = f"<= {TARGETS[r.name]:g}" if r.name in TARGETS and device.type == "cpu" else ""
+            spread = f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
+            print(f"{precision:<9} {r.name:<8} {statistics.median(r.times) * 1e3:10.1f} "
+                  f"{statistics.median(ratios):7.2f} {spread:>11} {target:>7}")
 
 
 def run(argv=None, defaults: dict | None = None) -> int:

@@ -107,12 +107,14 @@ def parse_command(command: str) -> tuple[str, dict]:
     """``rightreasons bench --flag value ...`` -> (out, plan_bench keyword arguments)."""
     words = shlex.split(command)
     assert words[:2] == ["rightreasons", "bench"] and len(words) % 2 == 0
-    kwargs: dict = {"params": (), "data_options": ()}
+    kwargs: dict = {"params": (), "data_options": (), "axes": ()}
     numbers = {"seeds": int, "epochs": int, "batch_size": int, "jobs": int, "threads": int, "lr": float}
     for flag, value in zip(words[2::2], words[3::2]):
         key = flag.removeprefix("--").replace("-", "_")
         if key in ("param", "data_option"):
             kwargs[key + "s"] += (value,)
+        elif key == "axis":
+            kwargs["axes"] += (value,)
         else:
             assert key not in kwargs, flag
             kwargs[key] = numbers.get(key, str)(value)

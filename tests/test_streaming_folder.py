@@ -104,6 +104,20 @@ def test_a_second_pass_while_one_is_under_way_and_an_abandoned_pass(patches):
     assert_same_batches(list(data.batches(8)), inner)  # the persistent workers are reused afresh
 
 
+def test_the_splits_of_a_folder_share_one_set_of_workers(patches):
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    data = load_dataset(f"folder:{patches}", size=12, stream=True, workers=2)
+    memory = load_dataset(f"folder:{patches}", size=12)
+    for split in ("train", "val", "test", "train"):
+        assert_same_batches(list(data.split(split).batches(8)), list(memory.split(split).batches(8)))
+        assert len(set(multiprocessing.active_children()) - before) == 2  # not two per split
+    subset = data.train.subset(torch.arange(5))
+    assert_same_batches(list(subset.batches(4)), list(memory.train.subset(torch.arange(5)).batches(4)))
+    assert len(set(multiprocessing.active_children()) - before) == 2
+
+
 def test_cache_is_read_back_and_corrupt_files_are_rebuilt(own_patches, tmp_path, monkeypatch):
     cache = tmp_path / "cache" / "deep"
     cache.parent.mkdir()

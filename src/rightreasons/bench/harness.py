@@ -1,6 +1,7 @@
-"""The benchmark harness: every (dataset, method, seed) in its own process and run directory.
+"""The benchmark harness: every (dataset, method, seed, and value of each axis) in its own process and run
+directory.
 
-``DIR/runs/<dataset>-<method>-seed<k>/`` is written by :mod:`rightreasons.bench.worker` with
+``DIR/runs/<dataset>-<method>-seed<k>[-threads<n>][-KEY=VALUE...]/`` is written by :mod:`rightreasons.bench.worker` with
 ``save_run``. A run is finished when its config.json equals the resolved config (the thread count aside)
 and its files are complete and valid (metrics.json a run's metrics, every file matching the manifest);
 finished runs are never redone, so an interrupted benchmark resumes, and a run with a missing, unreadable
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -35,6 +36,7 @@ IGNORED_FIELDS = ("threads",)
 class RunSpec:
     config: TrainConfig
     dir: Path
+    axes: dict = field(default_factory=dict)  #: axis key -> the value label of this run (bench --axis)
 
     @property
     def name(self) -> str:
@@ -150,8 +152,8 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
               log: Optional[Callable[[str], None]] = None,
               on_finish: Optional[Callable[[RunSpec], None]] = None) -> dict:
     """Run every unfinished spec, ``jobs`` at a time. Returns counts and the failed runs (a failed run
-    is reported and the others go on; after a user error, exit code 2, the remaining seeds of that
-    dataset and method are skipped, as they would fail alike)."""
+    is reported and the others go on; after a user error, exit code 2, the remaining seeds and thread counts
+    of that dataset, method and data options (axis values) are skipped, as they would fail alike)."""
     log = log or (lambda line: None)
     states = {s.name: run_state(s) for s in specs}
     conflicts = [s for s in specs if states[s.name] == "conflict"]
@@ -187,9 +189,8 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                         if state == "conflict" else f"trained, but the run directory is not complete: {unfinished}")
                     failed.append((spec.name, why))
                     log(f"FAILED {spec.name} (exit {proc.returncode}): {why} [{spec.dir / 'train.log'}]")
-                    if proc.returncode == 2:  # a user error: the other seeds of this pair would fail alike
-                        pair = (spec.config.data, spec.config.method)
-                        same = [q for q in queue if (q.config.data, q.config.method) == pair]
+                    if proc.returncode == 2:  # a user error: the other seeds of these settings would fail alike
+                        same = [q for q in queue if _settings(q) == _settings(spec)]
                         queue = [q for q in queue if q not in same]
                         failed += [(q.name, f"skipped after {spec.name} failed") for q in same]
                     continue
@@ -211,6 +212,11 @@ def run_bench(specs: Sequence[RunSpec], jobs: int = 1, overwrite: bool = False,
                 proc.wait()
             fh.close()
     return {"planned": len(specs), "ran": len(todo) - len(failed), "reused": len(specs) - len(todo), "failed": failed}
+
+
+def _settings(spec: RunSpec) -> tuple:
+    """What a user error of a run depends on: dataset, method and data options (so another axis value runs)."""
+    return spec.config.data, spec.config.method, json.dumps(spec.config.data_options, sort_keys=True, default=str)
 
 
 def model_for(method: str, model: str) -> str:

@@ -12,6 +12,9 @@ Any dataset spec trains: a registered name, ``PREFIX:PATH`` (a downloaded datase
 ``PREFIX-<last path component>-METHOD-seedK`` (with a hash of the spec when two would share a name).
 A preset of a downloaded dataset takes its PATH from ``data_path`` (``--data-path``), or from a ``--data``
 spec with its prefix.
+
+``--axis KEY=V1,V2,...`` (bench/axes.py) makes a data option an axis: every run once per value, the names
+ending in ``-KEY=VALUE``; without axes (and with one thread count) the names are as above.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import os
 import re
 import shlex
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..errors import UserError
 from ..train.config import TrainConfig
 from ..train.overrides import parse_assignments
+from .axes import Axis, check_combination, combinations, combined_options, parse_axes
 from .harness import RunSpec, available_cores, expand_methods, model_for
 from .presets import Preset, get_preset, path_presets
 
@@ -50,6 +54,7 @@ class BenchPlan:
     jobs: int
     threads: int
     preset: Optional[Preset]
+    axes: dict = field(default_factory=dict)  #: axis key -> its value labels, in order (``--axis``)
 
 
 def thread_counts(threads) -> list[int]:
@@ -140,9 +145,11 @@ def run_labels(datasets: Sequence[str]) -> dict[str, str]:
 
 def plan_runs(out: str | Path, datasets: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
               base: TrainConfig, params: Optional[dict] = None, data_options: Optional[dict] = None,
-              threads: Optional[int | Sequence[int]] = None) -> list[RunSpec]:
-    """Resolved configs of every (dataset, method, seed), in that order, with their run directories
-    (``DIR/runs/<label>-<method>-seed<k>``, the label of :func:`run_labels`); any dataset spec, paths checked."""
+              threads: Optional[int | Sequence[int]] = None, axes: Sequence[Axis] = ()) -> list[RunSpec]:
+    """Resolved configs of every (dataset, method, seed, thread count, axis values), in that order, with their
+    run directories (``DIR/runs/<label>-<method>-seed<k>``, the label of :func:`run_labels`, then
+    ``-threads<n>`` when there are several counts and ``-KEY=VALUE`` per axis); any dataset spec, paths
+    checked, and the mask-budget options of every combination of axis values checked before any run."""
     from ..train.run import resolved_config
 
     params, data_options = params or {}, data_options or {}
@@ -150,19 +157,27 @@ def plan_runs(out: str | Path, datasets: Sequence[str], methods: Sequence[str], 
         check_dataset(data)
     labels = run_labels(datasets)
     counts = list(threads) if isinstance(threads, (list, tuple)) else [threads]
+    combos = combinations(axes)
+    options = {data: {**base.data_options, **data_options.get(data, {})} for data in datasets}
+    for data in datasets:
+        for combo in combos:
+            check_combination(data, combined_options(options[data], combo), combo)
     specs = []
     for data in datasets:
         for method in methods:
             for seed in seeds:
                 for count in counts:  # several thread counts: each one another run (summation order differs)
-                    config = base.replace(data=data, method=method, seed=int(seed), threads=count,
-                                          model=model_for(method, base.replace(data=data).model_name()),
-                                          params=dict(params.get(method, {})),
-                                          data_options={**base.data_options, **data_options.get(data, {})})
-                    config.validate()
-                    suffix = f"-threads{count}" if len(counts) > 1 else ""
-                    run_dir = Path(out) / "runs" / f"{labels[data]}-{method}-seed{seed}{suffix}"
-                    specs.append(RunSpec(resolved_config(config), run_dir))
+                    for combo in combos:
+                        config = base.replace(data=data, method=method, seed=int(seed), threads=count,
+                                              model=model_for(method, base.replace(data=data).model_name()),
+                                              params=dict(params.get(method, {})),
+                                              data_options=combined_options(options[data], combo))
+                        config.validate()
+                        suffix = f"-threads{count}" if len(counts) > 1 else ""
+                        suffix += "".join(f"-{axis.part(lab)}" for axis, lab, _ in combo)
+                        run_dir = Path(out) / "runs" / f"{labels[data]}-{method}-seed{seed}{suffix}"
+                        specs.append(RunSpec(resolved_config(config), run_dir,
+                                             {axis.key: lab for axis, lab, _ in combo}))
     return specs
 
 
@@ -214,11 +229,12 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
                lr_schedule: Optional[str] = None, params: Sequence[str] = (), data_options: Sequence[str] = (),
                jobs: int = 1, threads: Optional[int | Sequence[int]] = None, device: Optional[str] = None,
                precision: Optional[str] = None, select: Optional[str] = None,
-               val_break: Optional[str] = None) -> BenchPlan:
+               val_break: Optional[str] = None, axes: Sequence[str] = ()) -> BenchPlan:
     """The benchmark the ``bench`` command's flags describe, writing nothing. ``data`` and ``methods`` are
     comma-separated names (default: the preset's; methods ``mask`` without a preset); ``params`` and
     ``data_options`` are ``[SCOPE.]KEY=VALUE`` strings; ``threads`` defaults to the cores over ``jobs``;
     several thread counts (a list, or ``"1,2"``) make it an axis beside the seeds: every run once per count.
+    ``axes``: ``KEY=V1,V2,...`` strings (``--axis``, bench/axes.py), every run once per combination of values.
     A preset's methods that are not registered are skipped with a warning. ``data_path``: the PATH of a
     preset of a downloaded dataset (``heo2023-isic``); without it (and without a ``--data`` spec of that
     dataset) such a preset is a one-line error naming the dataset and where to download it."""
@@ -228,6 +244,7 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
     for name, value in (("seeds", seeds), ("jobs", jobs), *(("threads", c) for c in counts or [None])):
         _at_least_one(name, value)
     params, data_options = _strings(params), _strings(data_options)
+    axis_list = parse_axes(_strings(axes), data_options)
     chosen = preset if isinstance(preset, Preset) else get_preset(preset) if preset else None
     chosen = _resolve_preset(chosen, data_path, data)
     datasets = split_names(data) or list(chosen.datasets if chosen else [])
@@ -255,7 +272,7 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
 
     counts = counts or [max(1, available_cores() // jobs)]
     threads = counts[0]
-    specs = plan_runs(out, datasets, method_names, range(n_seeds), base, method_params, options, counts)
+    specs = plan_runs(out, datasets, method_names, range(n_seeds), base, method_params, options, counts, axis_list)
     if chosen is not None:  # the preset's per-dataset hyperparameters (under --param) and robustness settings
         specs = chosen.refine(specs, given, flags)
     words = ["rightreasons", "bench"] + (["--preset", chosen.name] if chosen else [])
@@ -263,6 +280,8 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
     words += ["--data", ",".join(datasets), "--methods", ",".join(method_names), "--seeds", str(n_seeds)]
     words += [w for k, v in flags.items() if v is not None for w in (f"--{k.replace('_', '-')}", str(v))]
     words += [w for p in params for w in ("--param", p)] + [w for o in data_options for w in ("--data-option", o)]
+    words += [w for a in axis_list for w in ("--axis", f"{a.key}={','.join(a.labels)}")]
     words += ["--jobs", str(jobs), "--threads", ",".join(map(str, counts)), "--out", str(out)]
     return BenchPlan(specs=specs, command=" ".join(shlex.quote(w) for w in words), datasets=datasets,
-                     methods=method_names, seeds=n_seeds, jobs=jobs, threads=threads, preset=chosen)
+                     methods=method_names, seeds=n_seeds, jobs=jobs, threads=threads, preset=chosen,
+                     axes={a.key: a.labels for a in axis_list})

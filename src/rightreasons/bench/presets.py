@@ -111,7 +111,7 @@ class Preset:
             if settings or extra or robustness != config.robustness:
                 config = resolved_config(config.replace(params={**config.params, **extra}, robustness=robustness,
                                                         **settings))
-            out.append(RunSpec(config, spec.dir))
+            out.append(replace(spec, config=config))
         return out
 
 

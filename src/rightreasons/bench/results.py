@@ -1,9 +1,12 @@
 """results.csv: one row per finished run directory under ``DIR/runs``, rebuilt from those directories.
 
-Columns: dataset, method, seed, every scalar test and validation metric (``test_*``, ``val_*``), the
-robustness report of runs that have one, an entry per column (``test_robustness_natural_accuracy``,
-``test_robustness_pgd_accuracy``, ``test_robustness_topk_intersection``, ``test_robustness_kendall``, and the
-settings), the per-group accuracies as JSON, train seconds, wall seconds, peak memory, and the run's settings.
+Columns: dataset, method, one per axis of the benchmark (``--axis KEY=...``, named by the key: the run's value
+of that data option, ``all`` / ``none`` for an unset mask budget or corruption; bench/axes.py), seed, every
+scalar test and validation metric (``test_*``, ``val_*``), the robustness report of runs that have one, an
+entry per column (``test_robustness_natural_accuracy``, ``test_robustness_pgd_accuracy``,
+``test_robustness_topk_intersection``, ``test_robustness_kendall``, and the settings), the per-group
+accuracies as JSON, train seconds, wall seconds, peak memory, the number of annotated training examples the
+run trained with (``train_annotated``), and the run's settings.
 Floats are written with full precision (``repr``), so numbers computed from the CSV are exact.
 """
 
@@ -19,24 +22,26 @@ from pathlib import Path
 from ..errors import UserError
 from ..files import atomic_write_text, read_text
 from ..train.run import read_finished_run
+from .axes import order_key, read_axes, row_label
 
 LEADING = ("dataset", "method", "seed", "test_worst_group_accuracy", "test_accuracy", "test_mean_group_accuracy",
            "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason", "test_masked_pgd_accuracy",
            "test_ibp_certified_accuracy")
 #: metrics that are objects of settings and numbers: one column per entry (``test_robustness_kendall``)
 FLATTENED = ("robustness",)
-TRAILING = ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch", "epochs", "model", "params",
-            "data_options", "test_group_accuracy", "val_group_accuracy", "run")
+TRAILING = ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch", "train_annotated", "epochs", "model",
+            "params", "data_options", "test_group_accuracy", "val_group_accuracy", "run")
 
 
 def _scalar(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def run_row(run_dir: Path) -> dict | None:
+def run_row(run_dir: Path, axes=()) -> dict | None:
     """The CSV row of one run directory, or None if it holds no finished run: nothing yet, or files that are
     missing, unreadable, invalid or do not match the manifest. The harness counts such a run as to do and
-    redoes it (or reports it as failed); a run left out for a broken file is also named in a warning."""
+    redoes it (or reports it as failed); a run left out for a broken file is also named in a warning.
+    ``axes``: the axis keys, each a column holding the run's value of that data option."""
     try:
         config, metrics = read_finished_run(run_dir)
     except UserError as exc:
@@ -55,23 +60,33 @@ def run_row(run_dir: Path) -> dict | None:
                 row.update({f"{split}_{key}_{k}": v for k, v in value.items() if _scalar(v) or isinstance(v, str)})
             elif isinstance(value, dict):
                 row[f"{split}_{key}"] = json.dumps(value, sort_keys=True)
-    for key in ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch"):
+    for key in ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch", "train_annotated"):
         if _scalar(metrics.get(key)):
             row[key] = metrics[key]
+    options = config.get("data_options") if isinstance(config.get("data_options"), dict) else {}
+    row.update({key: row_label(key, options) for key in axes})
     return row
 
 
 def collect_rows(out: str | Path) -> list[dict]:
-    """Rows of every finished run under ``out/runs``, sorted by dataset, method and seed."""
+    """Rows of every finished run under ``out/runs``, sorted by dataset, method, axis values (in the order
+    given) and seed."""
     runs = Path(out) / "runs"
-    rows = [r for r in (run_row(d) for d in sorted(runs.iterdir()) if d.is_dir()) if r] if runs.is_dir() else []
-    return sorted(rows, key=lambda r: (str(r["dataset"]), str(r["method"]), r["seed"] if _scalar(r["seed"]) else 0))
+    axes = read_axes(out)
+    rows = [r for r in (run_row(d, axes) for d in sorted(runs.iterdir()) if d.is_dir()) if r] if runs.is_dir() \
+        else []
+    return sorted(rows, key=lambda r: (str(r["dataset"]), str(r["method"]),
+                                       *(order_key(axes, k, r[k]) for k in axes),
+                                       r["seed"] if _scalar(r["seed"]) else 0))
 
 
-def columns(rows: list[dict]) -> list[str]:
+def columns(rows: list[dict], axes=()) -> list[str]:
+    """The CSV's columns: LEADING with the ``axes`` (keys) after method, the other metrics sorted, TRAILING."""
     keys = set().union(*rows) if rows else set()
-    middle = sorted(k for k in keys if k not in LEADING and k not in TRAILING)
-    return [k for k in LEADING if k in keys or not rows] + middle + [k for k in TRAILING if k in keys or not rows]
+    axes = [k for k in axes if k in keys]
+    leading = [*LEADING[:2], *axes, *LEADING[2:]]
+    middle = sorted(k for k in keys if k not in leading and k not in TRAILING)
+    return [k for k in leading if k in keys or not rows] + middle + [k for k in TRAILING if k in keys or not rows]
 
 
 def _cell(value) -> str:
@@ -83,8 +98,8 @@ def _cell(value) -> str:
 
 
 def write_results_csv(out: str | Path, rows: list[dict]) -> Path:
-    """Write ``out/results.csv`` atomically."""
-    cols = columns(rows)
+    """Write ``out/results.csv`` atomically (the axis columns those recorded in ``out``'s marker)."""
+    cols = columns(rows, list(read_axes(out)))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)

@@ -3,8 +3,9 @@
 Trains as the config says, then writes the run directory with ``save_run`` (metrics.json last, so a
 run is finished exactly when metrics.json exists). metrics.json gains ``wall_seconds`` (data loading,
 training and evaluation) and ``peak_memory_mb`` (this process's peak resident set size, so one run's
-memory never hides another's). Exit codes: 0 done, 2 user error (the other seeds of this
-dataset and method would fail alike), 3 non-finite loss, 1 a bug.
+memory never hides another's) and ``train_annotated`` (the training examples with a mask, after the data
+options' mask budget: what an ``--axis annotated_count=...`` run trained with). Exit codes: 0 done, 2 user
+error (the other seeds of these settings would fail alike), 3 non-finite loss, 1 a bug.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ def peak_memory_mb() -> float:
     """Peak resident set size of this process so far, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def annotated_count(train) -> int | None:
+    """How many examples of the training split have a mask (``has_mask``); None when it does not say."""
+    has_mask = getattr(train, "has_mask", None)
+    try:
+        return int(has_mask.sum())
+    except (AttributeError, TypeError, RuntimeError):
+        return None
 
 
 def main(argv: list[str]) -> int:
@@ -38,6 +48,7 @@ def main(argv: list[str]) -> int:
             output = run_training(config, log=lambda line: print(line, file=sys.stderr, flush=True))
             output.metrics["wall_seconds"] = time.perf_counter() - start
             output.metrics["peak_memory_mb"] = peak_memory_mb()
+            output.metrics["train_annotated"] = annotated_count(output.data.train)
             save_run(run_dir, output)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

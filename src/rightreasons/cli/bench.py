@@ -1,4 +1,4 @@
-"""``rightreasons bench``: train every (dataset, method, seed) and write results, summary and report."""
+"""``rightreasons bench``: train every (dataset, method, seed, axis value) and write results, summary and report."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ from .options import training_options
               help="Method hyperparameter; without METHOD, for every method that has KEY (repeatable).")
 @click.option("--data-option", "data_options", multiple=True, metavar="[DATASET.]KEY=VALUE",
               help="Dataset option; without DATASET, for every dataset (repeatable).")
+@click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2,...",
+              help="A data option as an axis: every run once per value, the product over several --axis "
+                   "(repeatable), e.g. annotated_count=10,100,all or mask_corruption=none,dilate:2,shift:2; "
+                   "'all' (annotated_count, annotated_fraction) and 'none' (mask_corruption) = not set.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Runs at a time.")
 @training_options("threads", threads=dict(type=str, metavar="N[,M...]",
                                           help="Torch threads per run (default: cores / jobs); several, e.g. 1,2: "
@@ -36,9 +40,10 @@ from .options import training_options
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--dry-run", is_flag=True, help="Show the planned runs (finished or to do) and stop; write nothing.")
 def bench_command(out, images, no_report, overwrite, quiet, dry_run, **plan_flags):
-    """Train every (dataset, method, seed), resuming finished runs; write DIR/results.csv, DIR/summary.md
-    and DIR/report.html."""
+    """Train every (dataset, method, seed, and value of each --axis), resuming finished runs; write
+    DIR/results.csv, DIR/summary.md and DIR/report.html."""
     from ..bench import harness
+    from ..bench.axes import merge_axes, read_axes
     from ..bench.plan import plan_bench
     from ..bench.results import collect_rows, write_results_csv
     from ..report.html import write_report
@@ -48,12 +53,14 @@ def bench_command(out, images, no_report, overwrite, quiet, dry_run, **plan_flag
     plan = plan_bench(out, **plan_flags)
     if dry_run:
         for spec in plan.specs:
-            click.echo(f"{harness.run_state(spec):<9} {spec.name}  model={spec.config.model} "
+            axes = "".join(f"{key}={value} " for key, value in spec.axes.items())
+            click.echo(f"{harness.run_state(spec):<9} {spec.name}  {axes}model={spec.config.model} "
                        f"epochs={spec.config.epochs} params={spec.config.params} "
                        f"data_options={spec.config.data_options}")
         click.echo(plan.command)
         return
-    out_dir = harness.prepare_out(out, {"command": plan.command, "runs": [s.name for s in plan.specs]})
+    out_dir = harness.prepare_out(out, {"command": plan.command, "runs": [s.name for s in plan.specs],
+                                        "axes": merge_axes(read_axes(out), plan.axes)})
     log = stderr_log(quiet) or (lambda line: None)
 
     def refresh(_spec=None):

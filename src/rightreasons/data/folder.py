@@ -79,7 +79,7 @@ from .csv_common import (
     resolve_splits,
 )
 from .dataset import DataSplits, ExplanationDataset
-from .streaming import ExampleCache, StreamingImageDataset
+from .streaming import ExampleCache, StreamingImageDataset, WorkerPool
 
 COLUMNS = ("file", "label", "group", "split", "mask", "boxes")
 #: the most boxes one labels.csv row may give
@@ -515,12 +515,13 @@ def _streaming_splits(root: Path, source: str, cache, workers: int, decoder: Fol
         _make_cache_dir(source, cache)
     has_mask = np.array(has_mask, dtype=bool)
     out = {}
+    pool = WorkerPool()  # one set of workers for the three splits
     for i, name in enumerate(SPLIT_NAMES):
         idx = np.flatnonzero(split == i)
         out[name] = StreamingImageDataset(
             decoder, idx, torch.from_numpy(y[idx]), torch.from_numpy(group[idx]), torch.from_numpy(has_mask[idx]),
             num_classes=len(info["classes"]), num_groups=len(info["groups"]), name=f"{root.name}/{name}",
-            input_range=input_range, input_shape=(decoder.channels, *decoder.size), workers=workers)
+            input_range=input_range, input_shape=(decoder.channels, *decoder.size), workers=workers, pool=pool)
     train = out["train"]
     present = torch.unique(train.y)
     if len(train) and len(present) < 2:  # as DataSplits checks an in-memory training split

@@ -136,21 +136,35 @@ def _positions(n: int, index) -> torch.Tensor:
 
 
 class _Decode:
-    """The map-style dataset the DataLoader's workers index with whole index tensors."""
+    """The map-style dataset the DataLoader's workers index with ``(positions, table rows)`` pairs."""
 
-    def __init__(self, decoder: Decoder, rows: np.ndarray, shape: tuple[int, ...]):
-        self.decoder, self.rows, self.shape = decoder, rows, shape
+    def __init__(self, decoder: Decoder, shape: tuple[int, ...]):
+        self.decoder, self.shape = decoder, shape
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index):
-        pos = _positions(len(self.rows), index)
+    def __getitem__(self, item):
+        pos, rows = item
         try:
-            x, mask = _decode(self.decoder, self.rows[pos.numpy()], self.shape, shared=True)
+            x, mask = _decode(self.decoder, rows, self.shape, shared=True)
         except UserError as exc:
             return _Failed(exc)
         return pos, x, mask
+
+
+class WorkerPool:
+    """The persistent DataLoader workers of one decoder, shared by every dataset that reads with it (the
+    splits of a folder and their subsets), so that a folder has ``workers`` processes, not ``workers`` per
+    split: a validation pass reuses the training pass's workers. One pass at a time uses them."""
+
+    def __init__(self):
+        self.loader = None  # made on first use
+        self.key = None
+        self.busy = False  # a pass over the persistent loader is under way
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
 
 
 class _Indices:
@@ -177,11 +191,13 @@ class StreamingImageDataset(BatchedDataset):
     decoded per batch by ``decoder`` (see :class:`Decoder`) at positions ``rows`` of its table. ``y``,
     ``group`` and ``has_mask`` are in memory; there is no ``x`` or ``mask`` attribute (use
     :meth:`batch`). ``workers``: DataLoader processes for :meth:`iter_batches` (0 = decode in this
-    process); ``pin_memory``: pin the batches' memory (for a GPU)."""
+    process); ``pin_memory``: pin the batches' memory (for a GPU); ``pool``: the workers, shared with the
+    datasets of the same decoder (default: a pool of its own; :meth:`subset` shares it)."""
 
     def __init__(self, decoder: Decoder, rows, y: torch.Tensor, group: torch.Tensor, has_mask: torch.Tensor, *,
                  num_classes: int, num_groups: int, name: str, input_range: tuple[float, float],
-                 input_shape: tuple[int, ...], workers: int = 0, pin_memory: bool = False):
+                 input_shape: tuple[int, ...], workers: int = 0, pin_memory: bool = False,
+                 pool: Optional[WorkerPool] = None):
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         n = len(rows)
         for what, t in (("y", y), ("group", group), ("has_mask", has_mask)):
@@ -196,9 +212,7 @@ class StreamingImageDataset(BatchedDataset):
         self.input_range = (float(input_range[0]), float(input_range[1]))
         self._input_shape = tuple(int(d) for d in input_shape)
         self.workers, self.pin_memory = workers, bool(pin_memory)
-        self._loader = None  # the persistent DataLoader (workers > 0), made on first use
-        self._loader_key = None
-        self._busy = False  # a pass over the persistent loader is under way
+        self._pool = pool if pool is not None else WorkerPool()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -208,11 +222,6 @@ class StreamingImageDataset(BatchedDataset):
             raise NotInMemory(f"{self.__dict__.get('name', 'dataset')}: a streaming dataset keeps no {name} in "
                               "memory; read it through batch(index) or iter_batches")
         raise AttributeError(name)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.update(_loader=None, _loader_key=None, _busy=False)
-        return state
 
     def __getitem__(self, i):
         b = self.batch(torch.tensor([i]) if isinstance(i, int) else i)
@@ -235,24 +244,28 @@ class StreamingImageDataset(BatchedDataset):
     def _make_loader(self, persistent: bool):
         from torch.utils.data import DataLoader
 
-        return DataLoader(_Decode(self.decoder, self.rows, self.input_shape), batch_size=None, sampler=_Indices(),
+        return DataLoader(_Decode(self.decoder, self.input_shape), batch_size=None, sampler=_Indices(),
                           num_workers=self.workers, collate_fn=_same, pin_memory=self.pin_memory,
                           persistent_workers=persistent,
                           generator=torch.Generator().manual_seed(0))  # not the global RNG (unused: no randomness)
 
     def iter_batches(self, index_batches: Iterable[torch.Tensor]) -> Iterator[Batch]:
         """The batch of each index tensor, in the order given, decoded by a DataLoader with ``workers``
-        processes (kept between passes). A bad example raises its one-line error here."""
-        key = (self.workers, self.pin_memory)
-        persistent = self.workers > 0 and not self._busy
+        processes (kept between passes, shared with the other datasets of the decoder). A bad example raises
+        its one-line error here."""
+        pool = self._pool
+        key = (self.workers, self.pin_memory, self.input_shape)
+        persistent = self.workers > 0 and not pool.busy
         if persistent:
-            if self._loader is None or self._loader_key != key:
-                self._loader, self._loader_key = self._make_loader(True), key
-            loader = self._loader
-            self._busy = True
+            if pool.loader is None or pool.key != key:
+                pool.loader, pool.key = None, None  # the old workers shut down before new ones start
+                pool.loader, pool.key = self._make_loader(True), key
+            loader = pool.loader
+            pool.busy = True
         else:  # no workers, or a second pass while one is under way: a loader of its own
             loader = self._make_loader(False)
-        loader.sampler.source = index_batches
+        positions = (_positions(len(self), index) for index in index_batches)
+        loader.sampler.source = ((pos, self.rows[pos.numpy()]) for pos in positions)
         try:
             for item in loader:
                 if isinstance(item, _Failed):
@@ -262,11 +275,11 @@ class StreamingImageDataset(BatchedDataset):
             raise
         except Exception:
             if persistent:  # a worker died or a bug: start afresh next time
-                self._loader = self._loader_key = None
+                pool.loader = pool.key = None
             raise
         finally:
             if persistent:
-                self._busy = False
+                pool.busy = False
 
     def subset(self, index: torch.Tensor) -> "StreamingImageDataset":
         pos = _positions(len(self), index)
@@ -274,4 +287,4 @@ class StreamingImageDataset(BatchedDataset):
             self.decoder, self.rows[pos.numpy()], self.y[pos], self.group[pos], self.has_mask[pos],
             num_classes=self.num_classes, num_groups=self.num_groups, name=self.name,
             input_range=self.input_range, input_shape=self.input_shape, workers=self.workers,
-            pin_memory=self.pin_memory)
+            pin_memory=self.pin_memory, pool=self._pool)

@@ -16,6 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..bench.axes import label, read_axes
 from ..bench.published import SOURCES, published_for
 from ..bench.results import read_results_csv
 from ..data.text.embedded import is_text_dataset
@@ -23,7 +24,7 @@ from ..errors import UserError
 from ..files import atomic_write_text, read_json
 from . import saliency
 from .png import encode_png, write_png
-from .summary import published_cell, shared_data_options, summarize, table_columns, unmatched_published
+from .summary import MethodSummary, published_cell, shared_data_options, summarize, table_columns, unmatched_published
 from .svg import line_chart
 
 CURVES = (("val_worst_group_accuracy", "validation worst-group accuracy", (0.0, 1.0)),
@@ -44,10 +45,14 @@ def _img(rgb) -> str:
 
 def _table(dataset: str, items, data_options: Optional[dict] = None) -> str:
     cols = table_columns(items)
-    head = "".join(f"<th>{escape(h)}</th>" for h in ["method", "runs"] + [h for _, h, _ in cols] + ["published"])
+    keys = list(items[0].axes) if items else []
+    head = "".join(f"<th>{escape(h)}</th>"
+                   for h in ["method", *keys, "runs"] + [h for _, h, _ in cols] + ["published"])
     body = []
     for item in items:
-        cells = [f"<td>{escape(item.method)}</td>", f'<td class="num">{item.runs}</td>']
+        cells = [f"<td>{escape(item.method)}</td>"]
+        cells += [f"<td>{escape('unset' if v is None else v)}</td>" for v in item.axes.values()]
+        cells.append(f'<td class="num">{item.runs}</td>')
         cells += [f'<td class="num">{escape(item.stats[c].format(d))}</td>' for c, _, d in cols]
         cells.append(f"<td>{escape(published_cell(dataset, item.method, data_options))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -56,7 +61,9 @@ def _table(dataset: str, items, data_options: Optional[dict] = None) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>{note}"
 
 
-def _curves(out: Path, rows: list[dict], methods: list[str]) -> str:
+def _curves(out: Path, rows: list[dict], methods: list[str], axes: tuple = ()) -> str:
+    """The training-curve charts, a series per entry of ``methods`` (a method, with its values of the axis keys
+    ``axes``: the summary rows' names)."""
     histories: dict[str, list[list[dict]]] = {}
     for row in rows:
         try:
@@ -65,7 +72,9 @@ def _curves(out: Path, rows: list[dict], methods: list[str]) -> str:
             continue
         if not isinstance(metrics, dict):
             continue
-        histories.setdefault(row["method"], []).append(metrics.get("history") or [])
+        values = {k: None if row.get(k) is None else label(row.get(k)) for k in axes}
+        name = MethodSummary(row["method"], 0, {}, values).name
+        histories.setdefault(name, []).append(metrics.get("history") or [])
     charts = []
     for key, title, y_range in CURVES:
         series = {}
@@ -149,16 +158,17 @@ def render_report(out: str | Path, command: Optional[str] = None, images: int = 
 
     out = Path(out)
     rows = read_results_csv(out / "results.csv")
-    summary = summarize(rows)
+    summary = summarize(rows, read_axes(out))
     options = shared_data_options(rows)
     sections = []
     for dataset, items in summary.items():
         if log:
             log(f"report: {dataset}")
         mine = [r for r in rows if r["dataset"] == dataset]
-        methods = [i.method for i in items]
+        methods = list(dict.fromkeys(i.method for i in items))
+        axes = tuple(items[0].axes) if items else ()
         sections.append(f"<section><h2>{escape(dataset)}</h2>{_table(dataset, items, options.get(dataset))}"
-                        f"<h3>Training curves</h3>{_curves(out, mine, methods)}"
+                        f"<h3>Training curves</h3>{_curves(out, mine, [i.name for i in items], axes)}"
                         f"<h3>Saliency</h3>{_saliency(out, dataset, mine, methods, images)}</section>")
     used = [k for k in SOURCES
             if any(p.source == k for d in summary for p in published_for(d, data_options=options.get(d)))]

@@ -1,10 +1,12 @@
-"""results.csv -> summary.md: mean ± standard deviation per dataset and method, computed by code, and the
-minimum of the worst-group accuracy over the runs (seeds and thread counts).
+"""results.csv -> summary.md: mean ± standard deviation per dataset and method (and value of each axis of
+the benchmark, ``bench --axis``), computed by code, and the minimum of the worst-group accuracy over the runs
+(seeds and thread counts).
 
 The standard deviation is the sample one (n - 1 in the denominator; none for a single run). Datasets with
 runs that have a robustness report (the ``robustness`` training setting) also show its columns. NaN
 values (e.g. the mask share on data without masks) are left out of a mean. Within a dataset, methods
-are ordered by mean worst-group accuracy, best first; published numbers stand beside ours with their
+are ordered by mean worst-group accuracy, best first (a method's rows of axis values together, in the order
+the values were given); published numbers stand beside ours with their
 source keys, and the sources are listed at the end. Published numbers of a downloaded dataset
 (``isic:PATH``) are matched by its prefix and the data options every run of the dataset shares.
 """
@@ -14,10 +16,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..bench.axes import label, order_key, read_axes
 from ..bench.published import SOURCES, format_published, published_for
 from ..bench.results import read_results_csv
 from ..files import atomic_write_text
@@ -64,6 +67,12 @@ class MethodSummary:
     method: str
     runs: int
     stats: dict
+    axes: dict = field(default_factory=dict)  #: axis key -> this row's value (label; None: not set)
+
+    @property
+    def name(self) -> str:
+        """The method, with its axis values (``rrr annotated_count=10``)."""
+        return " ".join([self.method] + [f"{k}={'unset' if v is None else v}" for k, v in self.axes.items()])
 
 
 def stat(values) -> Stat:
@@ -79,19 +88,28 @@ def minimum(values) -> Stat:
     return Stat(min(vals), None, len(vals)) if vals else Stat(math.nan, None, 0)
 
 
-def summarize(rows: list[dict]) -> dict[str, list[MethodSummary]]:
-    """dataset -> one summary per method, best mean worst-group accuracy first."""
+def summarize(rows: list[dict], axes: Optional[dict] = None) -> dict[str, list[MethodSummary]]:
+    """dataset -> one summary per method (per method and axis values, ``axes``: key -> value labels in order,
+    as recorded by the benchmark), best mean worst-group accuracy first."""
     out: dict[str, list[MethodSummary]] = {}
+    axes = axes or {}
+    key = COLUMNS[0][0]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
+        keys = [k for k in axes if any(k in r for r in mine)]
+        groups: dict[tuple, list[dict]] = {}
+        for r in mine:
+            value = tuple(None if r.get(k) is None else label(r.get(k)) for k in keys)
+            groups.setdefault((r["method"], value), []).append(r)
+        methods = list(dict.fromkeys(r["method"] for r in mine))
+        rank = {m: stat(r.get(key) for r in mine if r["method"] == m) for m in methods}
         items = []
-        for method in dict.fromkeys(r["method"] for r in mine):
-            runs = [r for r in mine if r["method"] == method]
+        for (method, value), runs in groups.items():
             stats = {col: stat(r.get(col) for r in runs) for col, _, _ in COLUMNS + ROBUSTNESS_COLUMNS}
             stats[MIN_COLUMN] = minimum(r.get(COLUMNS[0][0]) for r in runs)
-            items.append(MethodSummary(method, len(runs), stats))
-        key = COLUMNS[0][0]
-        items.sort(key=lambda m: -m.stats[key].mean if m.stats[key].n else math.inf)
+            items.append(MethodSummary(method, len(runs), stats, dict(zip(keys, value))))
+        items.sort(key=lambda m: (-rank[m.method].mean if rank[m.method].n else math.inf, methods.index(m.method),
+                                  *(order_key(axes, k, v) for k, v in m.axes.items())))
         out[str(dataset)] = items
     return out
 
@@ -140,7 +158,9 @@ def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[s
     if command:
         lines += [f"Command: `{command}`", ""]
     lines += ["Computed from results.csv by `rightreasons.report.summary`: test split, mean ± sample standard "
-              "deviation over seeds (runs = number of seeds). Worst-group = worst per-group accuracy "
+              "deviation over seeds (runs = number of seeds"
+              + (", per method and axis value" if any(i.axes for items in summary.values() for i in items) else "")
+              + "). Worst-group = worst per-group accuracy "
               "(groups = labels unless the data options say otherwise). "
               "Published numbers: value, metric, [source].", ""]
     if any(table_columns(items) != COLUMNS for items in summary.values()):
@@ -152,12 +172,14 @@ def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[s
     for dataset, items in summary.items():
         lines += [f"## {dataset}", ""]
         cols = table_columns(items)
-        header = ["method", "runs"] + [h for _, h, _ in cols] + ["published"]
-        rule = "|" + "|".join(["---"] * 2 + ["---:"] * len(cols) + ["---"]) + "|"
+        keys = list(items[0].axes) if items else []
+        header = ["method", *keys, "runs"] + [h for _, h, _ in cols] + ["published"]
+        rule = "|" + "|".join(["---"] * (2 + len(keys)) + ["---:"] * len(cols) + ["---"]) + "|"
         lines += ["| " + " | ".join(header) + " |", rule]
         options = data_options.get(dataset)
         for item in items:
-            cells = [item.method, str(item.runs)] + [item.stats[c].format(d) for c, _, d in cols]
+            values = ["unset" if v is None else v for v in item.axes.values()]
+            cells = [item.method, *values, str(item.runs)] + [item.stats[c].format(d) for c, _, d in cols]
             lines.append("| " + " | ".join(cells + [published_cell(dataset, item.method, options)]) + " |")
             used.update(p.source for p in published_for(dataset, item.method, options))
         extra = unmatched_published(dataset, {i.method for i in items}, options)
@@ -174,9 +196,10 @@ def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[s
 
 
 def write_summary(out: str | Path, command: Optional[str] = None) -> Path:
-    """Read ``out/results.csv`` and write ``out/summary.md`` atomically."""
+    """Read ``out/results.csv`` and write ``out/summary.md`` atomically (rows per axis value: the axes recorded
+    in ``out``'s bench.json)."""
     out = Path(out)
     rows = read_results_csv(out / "results.csv")
-    text = render_markdown(summarize(rows), command, shared_data_options(rows))
+    text = render_markdown(summarize(rows, read_axes(out)), command, shared_data_options(rows))
     atomic_write_text(out / "summary.md", text)
     return out / "summary.md"
