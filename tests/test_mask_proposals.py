@@ -194,3 +194,21 @@ def test_cli_end_to_end_on_a_tiny_run(patches, tmp_path, capsys):
     assert main(["propose-masks", str(run), "--out", str(out), "--threads", "1"]) == 2  # exists
     assert "not empty" in capsys.readouterr().err
     assert main(["propose-masks", str(run), "--out", str(tmp_path / "x"), "--splits", "train,nope"]) == 2
+
+
+def test_every_name_of_the_former_single_module_is_still_importable():
+    import importlib
+
+    import rightreasons.mask_proposals as package
+
+    names = ["ATTRIBUTIONS", "CHOICES", "SELECTIONS", "DEFAULTS", "_check_number", "_check_postprocess",
+             "_image_shape", "_log_prob_sum", "saliency", "_neighbour_max", "connected_components",
+             "candidate_components", "postprocess", "saliency_share", "occluded", "occlusion_drops", "propose_masks",
+             "_flat", "mask_iou", "iou_summary", "folder_rows", "_is_inside", "_place_file", "_write_mask_png",
+             "_csv_text", "_fmt", "write_proposals", "train_command"]
+    assert [n for n in names if not hasattr(package, n)] == []
+    assert all(hasattr(package, n) for n in package.__all__)
+    for module in ("options", "saliency", "postprocess", "own_saliency", "teacher", "find_another_masks", "agreement",
+                   "folder"):
+        assert importlib.import_module(f"rightreasons.mask_proposals.{module}").__doc__
+    assert package.DEFAULTS["dilate"] == 1 and package.SOURCES == ("saliency", "teacher", "find-another")
