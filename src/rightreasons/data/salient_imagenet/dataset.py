@@ -15,7 +15,7 @@ from ...batch import Batch
 from ...errors import DataError
 from ..csv_common import SPLIT_NAMES
 from ..dataset import ExplanationDataset
-from ..streaming import StreamingImageDataset, _positions
+from ..streaming import StreamingImageDataset, WorkerPool, _positions
 from .decoder import SalientDecoder
 
 
@@ -102,7 +102,7 @@ class SalientStreamingDataset(StreamingImageDataset):
             self.decoder, self.rows[pos.numpy()], self.y[pos], self.group[pos], self.has_mask[pos], self.has_core[pos],
             normalization=self.normalization, num_classes=self.num_classes, num_groups=self.num_groups,
             name=self.name, input_range=self.input_range, input_shape=self.input_shape, workers=self.workers,
-            pin_memory=self.pin_memory)
+            pin_memory=self.pin_memory, pool=self._pool)
 
 
 def salient_splits(decoder: SalientDecoder, split: np.ndarray, y: np.ndarray, has_mask: list, has_core: list, *,
@@ -113,6 +113,7 @@ def salient_splits(decoder: SalientDecoder, split: np.ndarray, y: np.ndarray, ha
     has_mask_t, has_core_t = torch.tensor(has_mask, dtype=torch.bool), torch.tensor(has_core, dtype=torch.bool)
     n = decoder.size[0]
     out = {}
+    pool = WorkerPool()  # one set of workers for the three streamed splits
     for i, name in enumerate(SPLIT_NAMES):
         idx = np.flatnonzero(split == i)
         common = {"normalization": normalization, "num_classes": num_classes, "num_groups": num_classes,
@@ -120,7 +121,7 @@ def salient_splits(decoder: SalientDecoder, split: np.ndarray, y: np.ndarray, ha
         if stream:
             out[name] = SalientStreamingDataset(
                 decoder, idx, torch.from_numpy(y[idx]), torch.from_numpy(y[idx]), has_mask_t[idx], has_core_t[idx],
-                input_shape=(3, n, n), workers=workers, **common)
+                input_shape=(3, n, n), workers=workers, pool=pool, **common)
             continue
         x = np.empty((len(idx), 3, n, n), dtype=np.float32)
         m = np.empty((len(idx), 1, n, n), dtype=np.float32)
