@@ -26,14 +26,6 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 
-def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return t.reshape((1, -1) + (1,) * (like.dim() - 2))
-
-
-def _channel_sum(t: torch.Tensor) -> torch.Tensor:
-    return t.sum(dim=[d for d in range(t.dim()) if d != 1])
-
-
 def fusable(m: nn.Module, point: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor) -> bool:
     """Whether :func:`batch_norm_box` applies: a 2-D batch norm without hooks, float32/float64 tensors of one
     shape (the box may be centred at the point itself)."""
