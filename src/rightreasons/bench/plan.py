@@ -36,7 +36,8 @@ from .harness import RunSpec, available_cores, expand_methods, model_for
 from .presets import Preset, get_preset, path_presets
 
 #: TrainConfig fields the ``bench`` command sets by flags of the same name (``--batch-size`` for batch_size)
-FLAG_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision", "select", "val_break")
+FLAG_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision", "select", "val_break",
+               "compare_selections")
 #: the preset settings over TrainConfig defaults (None in the preset: the default)
 PRESET_FIELDS = ("epochs", "model", "lr", "lr_schedule", "batch_size", "optimizer", "weight_decay", "select")
 DEFAULT_SEEDS = 3
@@ -229,7 +230,8 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
                lr_schedule: Optional[str] = None, params: Sequence[str] = (), data_options: Sequence[str] = (),
                jobs: int = 1, threads: Optional[int | Sequence[int]] = None, device: Optional[str] = None,
                precision: Optional[str] = None, select: Optional[str] = None,
-               val_break: Optional[str] = None, axes: Sequence[str] = ()) -> BenchPlan:
+               val_break: Optional[str] = None, compare_selections: Optional[bool] = None,
+               axes: Sequence[str] = ()) -> BenchPlan:
     """The benchmark the ``bench`` command's flags describe, writing nothing. ``data`` and ``methods`` are
     comma-separated names (default: the preset's; methods ``mask`` without a preset); ``params`` and
     ``data_options`` are ``[SCOPE.]KEY=VALUE`` strings; ``threads`` defaults to the cores over ``jobs``;
@@ -255,7 +257,8 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
 
     settings = {k: getattr(chosen, k) for k in PRESET_FIELDS} if chosen else {}
     base = TrainConfig(**{k: v for k, v in settings.items() if v is not None})
-    flags = dict(zip(FLAG_FIELDS, (model, epochs, batch_size, lr, lr_schedule, device, precision, select, val_break)))
+    flags = dict(zip(FLAG_FIELDS, (model, epochs, batch_size, lr, lr_schedule, device, precision, select, val_break,
+                                   compare_selections)))
     base = base.replace(**{k: v for k, v in flags.items() if v is not None})
 
     method_params = {m: dict(v) for m, v in (chosen.params if chosen else {}).items()}
@@ -278,10 +281,18 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
     words = ["rightreasons", "bench"] + (["--preset", chosen.name] if chosen else [])
     words += ["--data-path", chosen.data_path] if chosen is not None and chosen.data_path is not None else []
     words += ["--data", ",".join(datasets), "--methods", ",".join(method_names), "--seeds", str(n_seeds)]
-    words += [w for k, v in flags.items() if v is not None for w in (f"--{k.replace('_', '-')}", str(v))]
+    words += [w for k, v in flags.items() if v is not None for w in _flag_words(k, v)]
     words += [w for p in params for w in ("--param", p)] + [w for o in data_options for w in ("--data-option", o)]
     words += [w for a in axis_list for w in ("--axis", f"{a.key}={','.join(a.labels)}")]
     words += ["--jobs", str(jobs), "--threads", ",".join(map(str, counts)), "--out", str(out)]
     return BenchPlan(specs=specs, command=" ".join(shlex.quote(w) for w in words), datasets=datasets,
                      methods=method_names, seeds=n_seeds, jobs=jobs, threads=threads, preset=chosen,
                      axes={a.key: a.labels for a in axis_list})
+
+
+def _flag_words(field: str, value) -> list[str]:
+    """The command-line words of a training flag: ``--name VALUE``, or ``--name`` / ``--no-name`` for a switch."""
+    name = field.replace("_", "-")
+    if isinstance(value, bool):
+        return [f"--{name}" if value else f"--no-{name}"]
+    return [f"--{name}", str(value)]

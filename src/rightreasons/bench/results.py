@@ -6,7 +6,8 @@ scalar test and validation metric (``test_*``, ``val_*``), the robustness report
 entry per column (``test_robustness_natural_accuracy``, ``test_robustness_pgd_accuracy``,
 ``test_robustness_topk_intersection``, ``test_robustness_kendall``, and the settings), the per-group
 accuracies as JSON, train seconds, wall seconds, peak memory, the number of annotated training examples the
-run trained with (``train_annotated``), and the run's settings.
+run trained with (``train_annotated``), and the run's settings; with ``compare_selections``, per selection rule
+the epoch it keeps, its score there and the test metrics of that epoch (``selection_<rule>_<entry>``).
 Floats are written with full precision (``repr``), so numbers computed from the CSV are exact.
 """
 
@@ -27,6 +28,9 @@ from .axes import order_key, read_axes, row_label
 LEADING = ("dataset", "method", "seed", "test_worst_group_accuracy", "test_accuracy", "test_mean_group_accuracy",
            "test_macro_accuracy", "test_mask_gradient_share", "test_wrong_reason", "test_masked_pgd_accuracy",
            "test_ibp_certified_accuracy")
+#: columns of the checkpoint-selection comparison (``compare_selections``): ``selection_<rule>_<entry>``, e.g.
+#: ``selection_val_accuracy_test_worst_group_accuracy`` (train/selection.py)
+SELECTION_PREFIX = "selection_"
 #: metrics that are objects of settings and numbers: one column per entry (``test_robustness_kendall``)
 FLATTENED = ("robustness",)
 TRAILING = ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch", "train_annotated", "epochs", "model",
@@ -63,6 +67,10 @@ def run_row(run_dir: Path, axes=()) -> dict | None:
     for key in ("train_seconds", "wall_seconds", "peak_memory_mb", "selected_epoch", "train_annotated"):
         if _scalar(metrics.get(key)):
             row[key] = metrics[key]
+    selections = metrics.get("selections") if isinstance(metrics.get("selections"), dict) else {}
+    for rule, outcome in selections.items():  # runs with compare_selections: what each rule would keep
+        if isinstance(outcome, dict):
+            row.update({f"{SELECTION_PREFIX}{rule}_{k}": v for k, v in outcome.items() if _scalar(v)})
     options = config.get("data_options") if isinstance(config.get("data_options"), dict) else {}
     row.update({key: row_label(key, options) for key in axes})
     return row

@@ -46,6 +46,10 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "val_break": (("--val-break",), dict(type=click.Choice(["random", "swap"]),
                                          help="How val_broken_* breaks the shortcut: random values (words) in the "
                                               "mask (default) or another class's content.")),
+    "compare_selections": (("--compare-selections/--no-compare-selections",), dict(
+        default=None, help="Also report, in metrics.json, the epoch every selection rule would keep and its test "
+                           "scores (the kept model is still --select's; each epoch is then also evaluated on the "
+                           "test split, which no rule reads).")),
     "params": (("--param", "params"), dict(multiple=True, metavar="KEY=VALUE",
                                            help="Method hyperparameter (repeatable).")),
     "data_options": (("--data-option", "data_options"), dict(multiple=True, metavar="KEY=VALUE",
@@ -72,7 +76,7 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
 
 #: the TrainConfig fields among the flags (the rest are KEY=VALUE lists and the config file)
 FIELD_FLAGS = ("data", "method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select",
-               "val_break", "device", "precision")
+               "val_break", "compare_selections", "device", "precision")
 
 
 def training_options(*names: str, **changes: dict) -> Callable:

@@ -32,6 +32,11 @@ def _annotated(dataset) -> torch.Tensor:
     return dataset.has_mask & dataset.mask.flatten(1).any(1)
 
 
+def has_annotations(dataset) -> bool:
+    """Whether ``dataset`` has an annotated example with a non-empty mask (something to break)."""
+    return bool(_annotated(dataset).any())
+
+
 def _partners(y: np.ndarray, rows: np.ndarray, rng: np.random.Generator, name: str) -> np.ndarray:
     """For each of ``rows``, an annotated example of another class (uniformly among them)."""
     partners = np.empty(len(rows), dtype=np.int64)

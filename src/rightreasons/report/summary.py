@@ -22,7 +22,7 @@ from typing import Optional
 
 from ..bench.axes import label, order_key, read_axes
 from ..bench.published import SOURCES, format_published, published_for
-from ..bench.results import read_results_csv
+from ..bench.results import SELECTION_PREFIX, read_results_csv
 from ..files import atomic_write_text
 
 #: (results.csv column, header, decimals): worst-group accuracy first
@@ -47,6 +47,16 @@ ROBUSTNESS_COLUMNS = (
     ("test_robustness_topk_intersection", "top-k inter.", 3),
     ("test_robustness_kendall", "Kendall", 3),
 )
+
+#: the checkpoint-selection comparison (runs with ``compare_selections``): per rule, the test worst-group accuracy
+#: of the epoch it keeps (mean ± std and min) and that epoch (mean)
+SELECTION_RULES = (("last", "last epoch"), ("val_accuracy", "val acc."),
+                   ("val_worst_group_accuracy", "val worst-group"), ("val_broken_accuracy", "broken-val acc."),
+                   ("val_broken_worst_group_accuracy", "broken-val worst-group"))
+
+
+def selection_column(rule: str, entry: str = "test_worst_group_accuracy") -> str:
+    return f"{SELECTION_PREFIX}{rule}_{entry}"
 
 
 @dataclass
@@ -107,6 +117,10 @@ def summarize(rows: list[dict], axes: Optional[dict] = None) -> dict[str, list[M
         for (method, value), runs in groups.items():
             stats = {col: stat(r.get(col) for r in runs) for col, _, _ in COLUMNS + ROBUSTNESS_COLUMNS}
             stats[MIN_COLUMN] = minimum(r.get(COLUMNS[0][0]) for r in runs)
+            for rule, _ in SELECTION_RULES:
+                for column in (selection_column(rule), selection_column(rule, "epoch")):
+                    stats[column] = stat(r.get(column) for r in runs)
+                stats[selection_column(rule) + "_min"] = minimum(r.get(selection_column(rule)) for r in runs)
             items.append(MethodSummary(method, len(runs), stats, dict(zip(keys, value))))
         items.sort(key=lambda m: (-rank[m.method].mean if rank[m.method].n else math.inf, methods.index(m.method),
                                   *(order_key(axes, k, v) for k, v in m.axes.items())))
@@ -150,6 +164,29 @@ def unmatched_published(dataset: str, methods, data_options: Optional[dict] = No
             for p in published_for(dataset, data_options=data_options) if p.method not in methods]
 
 
+def selection_table(items: list[MethodSummary]) -> list[str]:
+    """The lines of a dataset's checkpoint-selection table (none when no run compared the rules): per method
+    and rule, the test worst-group accuracy of the epoch the rule keeps, mean ± std (min), and that epoch."""
+    rules = [(rule, header) for rule, header in SELECTION_RULES
+             if any(item.stats[selection_column(rule)].n for item in items)]
+    if not rules:
+        return []
+    keys = list(items[0].axes) if items else []
+    lines = ["", "Checkpoint selection: test worst-group accuracy of the epoch each rule keeps, mean ± std (min; "
+             "the epoch kept, mean). No rule reads test; broken-val = the validation split with the shortcut "
+             "broken inside its masks.", "",
+             "| " + " | ".join(["method", *keys, "runs"] + [h for _, h in rules]) + " |",
+             "|" + "|".join(["---"] * (2 + len(keys)) + ["---:"] * len(rules)) + "|"]
+    for item in items:
+        cells = [item.method, *["unset" if v is None else v for v in item.axes.values()], str(item.runs)]
+        for rule, _ in rules:
+            score, low = item.stats[selection_column(rule)], item.stats[selection_column(rule) + "_min"]
+            epoch = item.stats[selection_column(rule, "epoch")]
+            cells.append("n/a" if not score.n else f"{score.format(3)} ({low.mean:.3f}; epoch {epoch.mean:.1f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[str] = None,
                     data_options: Optional[dict] = None) -> str:
     """summary.md's text; ``data_options``: dataset -> the options its runs share (to match published numbers)."""
@@ -182,6 +219,7 @@ def render_markdown(summary: dict[str, list[MethodSummary]], command: Optional[s
             cells = [item.method, *values, str(item.runs)] + [item.stats[c].format(d) for c, _, d in cols]
             lines.append("| " + " | ".join(cells + [published_cell(dataset, item.method, options)]) + " |")
             used.update(p.source for p in published_for(dataset, item.method, options))
+        lines += selection_table(items)
         extra = unmatched_published(dataset, {i.method for i in items}, options)
         if extra:
             lines += ["", "Published, no matching run here: " + "; ".join(extra) + "."]

@@ -146,6 +146,10 @@ class TrainConfig:
     select: str = "last"
     #: how ``val_broken_*`` breaks the shortcut: random values (words) or another class's content in the mask
     val_break: str = "random"
+    #: also record, per epoch, what every selection rule reads (the validation split, and it with the shortcut
+    #: broken when it has masks) and the test split's accuracy, and report in metrics.json which epoch each rule
+    #: would keep and its test scores (``train.selection``); the kept model is still ``select``'s
+    compare_selections: bool = False
     #: torch intra-op threads; None = OMP_NUM_THREADS if set, else the cores this process may use
     threads: Optional[int] = None
     #: what a NaN/inf loss does: stop training (naming step and term) or skip that batch
@@ -213,6 +217,9 @@ class TrainConfig:
             raise UserError(f"config field 'select' must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
         if self.val_break not in ("random", "swap"):
             raise UserError(f"config field 'val_break' must be random or swap, got {self.val_break!r}")
+        if not isinstance(self.compare_selections, bool):
+            raise UserError(f"config field 'compare_selections' must be true or false, "
+                            f"got {_short(self.compare_selections)}")
         if self.precision not in PRECISIONS:
             raise UserError(f"config field 'precision' must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         try:

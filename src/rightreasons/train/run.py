@@ -65,6 +65,7 @@ from .rundir import (
     signals_deferred,
     verified_run,
 )
+from .selection import selection_outcomes
 from .trainer import fit, resume_differences
 
 
@@ -263,6 +264,8 @@ def run_training(
         "selected_epoch": result.selected_epoch,
         "history": result.history,
     }
+    if config.compare_selections:  # which epoch each selection rule keeps, and its test scores
+        metrics["selections"] = selection_outcomes(result.history)
     if config.robustness is not None:
         if log is not None:
             log(f"robustness on test: {config.robustness}")

@@ -27,7 +27,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from ..console import stderr_console
 from ..data.augment import create_augmentation
 from ..data.dataset import DataSplits, ExplanationDataset
-from ..data.shortcut_break import break_shortcut
+from ..data.shortcut_break import break_shortcut, has_annotations
 from ..data.text.embedded import explanation_space, is_text_dataset
 from ..devices import model_device
 from ..errors import UserError
@@ -39,6 +39,7 @@ from ..precision import autocast, grad_scaler, input_grad_scale
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, with_field_defaults
 from .distributed import barrier, check_static_graph, loss_scale, shard, world, wrap
+from .selection import TEST_KEYS, is_better, uses_broken_validation
 
 
 class NonFiniteLossError(RuntimeError):
@@ -166,9 +167,10 @@ def fit(
     with train_mode(model):  # the method refuses a model it cannot train before the first step
         method.check_model(model)
     check_outputs(model, train_set)  # and so does this: outputs that are not finite (batch, num_classes) logits
-    # selecting on the validation split with its shortcut broken: built once, from the split's own masks
-    broken_val = break_shortcut(val_set, config.val_break, config.seed) if config.select.startswith(
-        "val_broken_") else None
+    # selecting on the validation split with its shortcut broken: built once, from the split's own masks;
+    # comparing the rules: that split where it can be built, and the test split (read by no rule)
+    broken_val = _broken_validation(val_set, config)
+    test_set = data.test if config.compare_selections else None
     step_fn = wrap(model, method) if size > 1 else (lambda b, c: method.loss(model, b, c))
     say = _logger(log, rank)
     # the run's own random streams for shuffling and for the method (CPU generators, on every device),
@@ -200,7 +202,7 @@ def fit(
                                              config, gens, bar, say)
                 # the epoch's record: mean loss terms, skipped batches, validation metrics, seconds
                 record = _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start,
-                                       broken_val)
+                                       broken_val, test_set)
                 run.seconds += record["seconds"]
                 result.history.append(record)
                 # keep the weights of the best epoch on validation so far
@@ -255,7 +257,20 @@ def _resolve(config: TrainConfig, data: DataSplits | ExplanationDataset
         raise UserError(f"{train_set.name}: the training split is empty")
     if config.select != "last" and val_set is None:
         raise UserError(f"select={config.select!r} needs a validation split")
+    if config.compare_selections and (val_set is None or not len(val_set) or not len(data.test)):
+        raise UserError("compare_selections needs a validation split and a test split, neither empty")
     return config, train_set, val_set
+
+
+def _broken_validation(val_set, config: TrainConfig):
+    """The validation split with the shortcut broken (``data.shortcut_break``) when ``select`` reads it, or when
+    comparing the rules and the split has masks to break in memory; else None."""
+    if uses_broken_validation(config.select):
+        return break_shortcut(val_set, config.val_break, config.seed)
+    in_memory = getattr(val_set, "is_text", False) or isinstance(val_set, ExplanationDataset)  # not streamed
+    if config.compare_selections and in_memory and has_annotations(val_set):
+        return break_shortcut(val_set, config.val_break, config.seed)
+    return None
 
 
 def _logger(log: Optional[Callable[[str], None]], rank: int) -> Callable[[str], None]:
@@ -347,10 +362,12 @@ def _lower_scale(scaler: "torch.amp.GradScaler", device: torch.device) -> float:
     return scaler.get_scale()
 
 
-def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start, broken_val=None) -> dict:
+def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start, broken_val=None,
+                  test_set=None) -> dict:
     """The history record of an epoch: its number, the mean loss and terms over the batches used, the
     batches skipped (if any), accuracy and worst-group accuracy on the validation split (and on it with the
-    shortcut broken, when selecting on that), and seconds."""
+    shortcut broken, when selecting on that or comparing the rules), seconds (training and validation), and
+    when comparing the rules the test split's accuracy and worst-group accuracy (``test_*``, read by no rule)."""
     used = max(steps_per_epoch - skipped, 1)
     record = {"epoch": epoch + 1}
     record.update({k: v / used for k, v in sums.items()})
@@ -368,13 +385,17 @@ def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_s
         record["val_broken_accuracy"] = broken["accuracy"]
         record["val_broken_worst_group_accuracy"] = broken["worst_group_accuracy"]
     record["seconds"] = time.perf_counter() - epoch_start
+    if test_set is not None:
+        test = evaluate(model, test_set, mask_share=False)
+        record["test_accuracy"] = test["accuracy"]
+        record["test_worst_group_accuracy"] = test["worst_group_accuracy"]
     return record
 
 
 def _select_best(record, config, model, run, result) -> None:
     """With ``select`` on a validation metric: when this epoch beats the best so far, make it the selected
     epoch and keep a copy of its weights."""
-    if config.select != "last" and record[config.select] > run.best_score:
+    if config.select != "last" and is_better(record[config.select], run.best_score):
         run.best_score, result.selected_epoch = record[config.select], record["epoch"]
         run.best_state = copy.deepcopy(model.state_dict())
 
@@ -398,7 +419,7 @@ def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, met
 
 def _format_epoch(record: dict, epochs: int) -> str:
     parts = [f"epoch {record['epoch']}/{epochs}"]
-    parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")]
+    parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds", *TEST_KEYS)]
     parts.append(f"{record['seconds']:.1f}s")
     return "  ".join(parts)
 
