@@ -8,7 +8,7 @@ import torch
 
 from own_data_fixtures import png_bytes
 from rightreasons.data import load_dataset
-from rightreasons.data.folder import box_mask, parse_boxes
+from rightreasons.data.image_files import box_mask, parse_boxes
 from rightreasons.errors import DataError
 
 

@@ -10,7 +10,7 @@ import torch
 
 from own_data_fixtures import png_bytes
 from rightreasons import load_dataset
-from rightreasons.data import folder
+from rightreasons.data import image_files
 from rightreasons.data.examples import write_patches
 from rightreasons.data.streaming import StreamingImageDataset
 from rightreasons.errors import DataError, UserError
@@ -124,8 +124,9 @@ def test_cache_is_read_back_and_corrupt_files_are_rebuilt(own_patches, tmp_path,
     mine = cache.parent / "mine.txt"
     mine.write_text("the user's")
     decoded = []
-    real_read = folder.read_image
-    monkeypatch.setattr(folder, "read_image", lambda path, *a, **k: decoded.append(path) or real_read(path, *a, **k))
+    real_read = image_files.read_image
+    monkeypatch.setattr(image_files, "read_image",
+                        lambda path, *a, **k: decoded.append(path) or real_read(path, *a, **k))
     options = {"size": 12, "normalize": "imagenet", "stream": True, "cache": str(cache)}
     data = load_dataset(f"folder:{own_patches}", **options)
     assert decoded == [] and cache.is_dir()  # loading decodes nothing

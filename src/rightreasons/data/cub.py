@@ -68,17 +68,8 @@ from .csv_common import (
     stratified_split,
 )
 from .dataset import DataSplits, ExplanationDataset
-from .folder import (
-    FolderDecoder,
-    _cache_dir,
-    _input_range,
-    _parse_normalize,
-    _parse_size,
-    _parse_workers,
-    _resize,
-    _streaming_splits,
-    read_image,
-)
+from .folder import _cache_dir, _parse_normalize, _parse_size, _parse_workers, _streaming_splits
+from .image_files import FolderDecoder, _input_range, _resize, read_image
 from .registry import register_path_dataset
 from .streaming import ExampleCache
 

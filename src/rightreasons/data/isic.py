@@ -56,17 +56,8 @@ import torch
 from ..errors import DataError, UserError
 from .csv_common import SPLIT_NAMES, one_line_errors, open_regular, option_bool, parse_options
 from .dataset import DataSplits, ExplanationDataset
-from .folder import (
-    FolderDecoder,
-    _cache_dir,
-    _fit,
-    _input_range,
-    _parse_normalize,
-    _parse_size,
-    _parse_workers,
-    _streaming_splits,
-    read_image,
-)
+from .folder import _cache_dir, _parse_normalize, _parse_size, _parse_workers, _streaming_splits
+from .image_files import FolderDecoder, _fit, _input_range, read_image
 from .registry import register_path_dataset
 from .streaming import ExampleCache
 
@@ -144,7 +135,7 @@ def patch_mask(seg: np.ndarray, where: str, image_hw, n: int) -> np.ndarray:
 
 
 class IsicDecoder(FolderDecoder):
-    """Decodes ISIC examples (image, segmentation or none) with folder.py's reading, resizing, normalisation
+    """Decodes ISIC examples (image, segmentation or none) with image_files.py's reading, resizing, normalisation
     and cache; the mask is :func:`patch_mask` of the segmentation (dilated by ``dilate``)."""
 
     def __init__(self, examples, size, norm, dilate_by: int, cache: ExampleCache | None):

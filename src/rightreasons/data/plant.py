@@ -56,17 +56,8 @@ from .csv_common import (
     stratified_split,
 )
 from .dataset import DataSplits
-from .folder import (
-    MAX_PIXELS,
-    FolderDecoder,
-    _input_range,
-    _make_cache_dir,
-    _parse_normalize,
-    _parse_size,
-    _resize,
-    _streaming_splits,
-    read_image,
-)
+from .folder import _make_cache_dir, _parse_normalize, _parse_size, _streaming_splits
+from .image_files import MAX_PIXELS, FolderDecoder, _input_range, _resize, read_image
 from .isic import CHUNK, HEO, count_option, memory_dataset, stream_options
 from .mnist_source import RestrictedUnpickler, _latin1_encode
 from .registry import register_path_dataset
@@ -209,7 +200,7 @@ def read_list(list_path: Path, data_dir: Path, seen: dict) -> list[tuple[Path, s
 
 
 class PlantDecoder(FolderDecoder):
-    """Decodes plant examples with folder.py's reading, resizing and cache; masks come from the pickle,
+    """Decodes plant examples with image_files.py's reading, resizing and cache; masks come from the pickle,
     resized at load and kept bit-packed; ``fill`` rows (val, test) get the training mean where mask = 1."""
 
     def __init__(self, examples, size, norm, masks, shapes, pickle_stat, fill_rows, cache: ExampleCache | None):

@@ -115,7 +115,8 @@ def write_proposals(out: str | Path, dataset_folder: str | Path, splits: Iterabl
     from PIL import Image
 
     from ..data.csv_common import SPLIT_NAMES
-    from ..data.folder import _mask, dataset_file
+    from ..data.folder import dataset_file
+    from ..data.image_files import _mask
 
     data_options = dict(data_options or {})
     splits = tuple(splits)

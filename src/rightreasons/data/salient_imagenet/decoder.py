@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..csv_common import one_line_errors
-from ..folder import MAX_PIXELS, FolderDecoder, _resize, read_image
+from ..image_files import MAX_PIXELS, FolderDecoder, _resize, read_image
 from ..streaming import ExampleCache
 
 

@@ -10,7 +10,8 @@ import numpy as np
 from ...errors import DataError
 from ..csv_common import SPLIT_NAMES, one_line_errors, split_generator, stratified_split
 from ..dataset import DataSplits
-from ..folder import _input_range, _make_cache_dir
+from ..folder import _make_cache_dir
+from ..image_files import _input_range
 from ..registry import register_path_dataset
 from ..streaming import ExampleCache
 from .class_map import WORDNET_FILE, read_wordnet

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..csv_common import open_regular
-from ..folder import FORMATS, MAX_PIXELS, _pil, read_image
+from ..image_files import FORMATS, MAX_PIXELS, _pil, read_image
 
 #: bytes at the end of a JPEG or PNG file searched for its end marker
 TAIL_BYTES = 4096
@@ -28,9 +28,9 @@ def _strip(message: str, where: str) -> str:
 
 
 def image_size(path: Path, where: str, decode: bool = False, mode: str = "RGB") -> tuple[int, int]:
-    """(H, W) of an image file from its header, which must name a format the loaders read (folder.FORMATS)
+    """(H, W) of an image file from its header, which must name a format the loaders read (image_files.FORMATS)
     and, for JPEG and PNG, be followed by the format's end marker near the end of the file (a truncated
-    copy lacks it). ``decode``: decoded as the loaders decode (``folder.read_image``). Raises :class:`Bad`."""
+    copy lacks it). ``decode``: decoded as the loaders decode (``image_files.read_image``). Raises :class:`Bad`."""
     if not os.path.lexists(path):
         raise Bad("missing", "no such file")
     try:
