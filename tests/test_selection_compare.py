@@ -159,3 +159,21 @@ def test_bench_reports_every_rule_per_run_and_in_the_summary(tmp_path):
 def test_a_summary_without_the_comparison_has_no_selection_table():
     rows = [{"dataset": "d", "method": "erm", "seed": 0, "test_worst_group_accuracy": 0.5}]
     assert "Checkpoint selection" not in render_markdown(summarize(rows))
+
+
+def test_the_train_command_compares_the_rules_and_its_config_trains_again(tmp_path, capsys):
+    idx_dir = make_idx_dir(tmp_path / "mnist", n_train=200, n_test=60)[0]
+    out = tmp_path / "run"
+    args = ["train", "--data", "decoy-mnist", "--method", "rrr", "--epochs", "2", "--threads", "1", "--quiet",
+            "--data-option", f"source={idx_dir}", "--compare-selections", "--select", "val_accuracy", "--out", str(out)]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert config["compare_selections"] is True and config["select"] == "val_accuracy"
+    assert set(metrics["selections"]) == set(SELECTIONS)
+    assert metrics["selections"]["val_accuracy"]["test_worst_group_accuracy"] == metrics["test"]["worst_group_accuracy"]
+    capsys.readouterr()
+    # the saved config trains again as it was (the field round-trips through --config)
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(out / "config.json"), "--quiet", "--out", str(again)]) == 0
+    assert json.loads((again / "metrics.json").read_text())["selections"] == metrics["selections"]
