@@ -26,19 +26,19 @@ from rightreasons.guided import (
 from rightreasons.train.config import TrainConfig
 
 
-def shortcut_splits(n_train=48, seed=0):
+def shortcut_splits(n_train=48, seed=0, side=6, n_val=12, n_test=20, centre=slice(2, 4)):
     """Two classes of 1 x 6 x 6 images: a faint class signal in the middle, a bright class-coding corner pixel
     (the shortcut, masked) in train; in test the corner is random. Every third training example is
     un-annotated (its mask can never be revealed)."""
     g = torch.Generator().manual_seed(seed)
     parts = []
-    for name, n in (("train", n_train), ("val", 12), ("test", 20)):
+    for name, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         y = torch.arange(n) % 2
-        x = 0.1 * torch.rand((n, 1, 6, 6), generator=g)
-        x[:, 0, 2:4, 2:4] += 0.3 * y.view(-1, 1, 1).float()
+        x = 0.1 * torch.rand((n, 1, side, side), generator=g)
+        x[:, 0, centre, centre] += 0.3 * y.view(-1, 1, 1).float()
         corner = y if name == "train" else torch.randint(0, 2, (n,), generator=g)
         x[:, 0, 0, 0] = corner.float()
-        mask = torch.zeros((n, 1, 6, 6), dtype=torch.bool)
+        mask = torch.zeros((n, 1, side, side), dtype=torch.bool)
         mask[:, 0, 0, 0] = True
         has_mask = torch.arange(n) % 3 != 2 if name == "train" else torch.ones(n, dtype=torch.bool)
         parts.append(ExplanationDataset(x, y, mask, None, has_mask, num_classes=2, name=f"shortcut/{name}"))

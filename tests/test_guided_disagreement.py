@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 import rightreasons.guided.steps as steps
+import test_guided as guided_tests
 from rightreasons.cli import main
-from rightreasons.data.dataset import DataSplits, ExplanationDataset
+from rightreasons.data.dataset import ExplanationDataset
 from rightreasons.errors import UserError
 from rightreasons.find_another.core import top_gradient_masks
 from rightreasons.guided import choose, disagreement_scores, guided_curve, train_committee
-from rightreasons.train.config import TrainConfig
 
 
 def reference_scores(models, x):
@@ -116,27 +116,12 @@ def test_choose_disagreement_ranks_by_the_score_with_ties_to_the_lower_index():
 
 
 def shortcut_splits(n_train=36, seed=0):
-    """Two classes of 1 x 5 x 5 images: a faint class signal in the middle, a bright class-coding corner pixel
-    (the shortcut, masked) in train, random in test. Every third training example is un-annotated."""
-    g = torch.Generator().manual_seed(seed)
-    parts = []
-    for name, n in (("train", n_train), ("val", 10), ("test", 16)):
-        y = torch.arange(n) % 2
-        x = 0.1 * torch.rand((n, 1, 5, 5), generator=g)
-        x[:, 0, 2, 2] += 0.3 * y.float()
-        corner = y if name == "train" else torch.randint(0, 2, (n,), generator=g)
-        x[:, 0, 0, 0] = corner.float()
-        mask = torch.zeros((n, 1, 5, 5), dtype=torch.bool)
-        mask[:, 0, 0, 0] = True
-        has_mask = torch.arange(n) % 3 != 2 if name == "train" else torch.ones(n, dtype=torch.bool)
-        parts.append(ExplanationDataset(x, y, mask, None, has_mask, num_classes=2, name=f"shortcut/{name}"))
-    return DataSplits(*parts)
+    """test_guided's data at 1 x 5 x 5 (the class signal in the centre pixel), 10 validation and 16 test images."""
+    return guided_tests.shortcut_splits(n_train, seed, side=5, n_val=10, n_test=16, centre=slice(2, 3))
 
 
 def tiny_config(**changes):
-    settings = dict(data="shortcut", model="mlp", model_options={"hidden": [8]}, method="rrr", epochs=2,
-                    batch_size=12, threads=1)
-    return TrainConfig(**{**settings, **changes})
+    return guided_tests.tiny_config(**{"batch_size": 12, **changes})
 
 
 def test_committee_models_train_on_the_revealed_masks_or_the_previous_models_top_gradients(one_thread,
