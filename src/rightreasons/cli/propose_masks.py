@@ -6,7 +6,16 @@ from __future__ import annotations
 import click
 
 from ..errors import UserError
-from ..mask_proposals import ATTRIBUTIONS, CHOICES, DEFAULTS, SELECTIONS, SOURCES, TEACHER_DEFAULTS, WHICH
+from ..mask_proposals import (
+    ATTRIBUTIONS,
+    CANDIDATE_SOURCES,
+    CHOICES,
+    DEFAULTS,
+    SELECTIONS,
+    SOURCES,
+    TEACHER_DEFAULTS,
+    WHICH,
+)
 from .common import fmt, use_threads
 from .options import data_override_options, device_option, trust_code_option
 
@@ -88,6 +97,16 @@ def _folder(name: str, where) -> str:
 @click.option("--max-fraction", type=float, default=DEFAULTS["max_fraction"], show_default=True,
               help="--select relied: propose only where the proposal covers at most this share of the image.")
 @click.option("--attribution", type=click.Choice(ATTRIBUTIONS), default=DEFAULTS["attribution"], show_default=True)
+@click.option("--candidates-from", type=click.Choice(CANDIDATE_SOURCES), default=DEFAULTS["candidates_from"],
+              show_default=True,
+              help="saliency: candidate regions from the model's saliency; atypical: from the pixels unusual for "
+                   "their position (per-pixel robust z-score over the split >= --atypical-threshold).")
+@click.option("--atypical-threshold", type=click.FloatRange(0, min_open=True), default=DEFAULTS["atypical_threshold"],
+              show_default=True, help="--candidates-from atypical: the z-score a candidate's pixels reach.")
+@click.option("--min-purity", type=click.FloatRange(0, 1), default=DEFAULTS["min_purity"], show_default=True,
+              help="Choose only candidates whose --purity-k nearest candidates of other examples (by mean colour) "
+                   "mostly have the same label: a shortcut looks alike within one class (0: off).")
+@click.option("--purity-k", type=click.IntRange(min=1), default=DEFAULTS["purity_k"], show_default=True)
 @click.option("--quantile", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=TEACHER_DEFAULTS["quantile"], show_default=True,
               help="teacher: mask the pixels whose teacher saliency is below this per-example quantile.")
@@ -107,8 +126,8 @@ def _folder(name: str, where) -> str:
 @click.pass_context
 def propose_masks_command(ctx, run_dir, data, data_options, out, source, splits, threshold, top_fraction, dilate,
                           min_area, components, connectivity, choose, candidates, select, min_drop, max_fraction,
-                          attribution, quantile, smooth, model_index, which, batch_size, overwrite, threads,
-                          trust_code, device):
+                          attribution, candidates_from, atypical_threshold, min_purity, purity_k, quantile, smooth,
+                          model_index, which, batch_size, overwrite, threads, trust_code, device):
     """Propose masks (white = ignore) on an image folder (default: the run's own data) and write them with the
     folder's images as a new folder dataset to review or train on. --source saliency: where the model of
     RUN_DIR looks; teacher: what the teacher RUN_DIR ignores (its saliency below a per-example quantile);
@@ -166,7 +185,8 @@ def propose_masks_command(ctx, run_dir, data, data_options, out, source, splits,
                                              attribution=attribution, batch_size=batch_size,
                                              connectivity=int(connectivity), choose=choose, candidates=candidates,
                                              select=select, min_drop=min_drop, max_fraction=max_fraction,
-                                             return_details=True)
+                                             candidates_from=candidates_from, atypical_threshold=atypical_threshold,
+                                             min_purity=min_purity, purity_k=purity_k, return_details=True)
                 drops[split] = drop
             else:
                 m = teacher_masks(model, dataset, quantile=quantile, smooth=smooth, dilate=dilate, min_area=min_area,

@@ -25,11 +25,13 @@ proposal, the source mask, their IoU, the occlusion drop). Rows of the proposal 
 empty mask cell when none is proposed); rows of the other splits keep their source masks.
 
 Modules: :mod:`.options` (settings, defaults, checks), :mod:`.saliency`, :mod:`.postprocess`,
-:mod:`.own_saliency`, :mod:`.teacher`, :mod:`.find_another_masks`, :mod:`.agreement` (IoU),
+:mod:`.own_saliency`, :mod:`.atypical` (candidates unusual for their
+position, label purity), :mod:`.teacher`, :mod:`.find_another_masks`, :mod:`.agreement` (IoU),
 :mod:`.folder` (the written folder).
 """
 
 from .agreement import _flat, iou_summary, mask_iou
+from .atypical import atypical_candidates, atypicality, label_purity, reference_statistics
 from .find_another_masks import (
     WHICH,
     FindAnotherProposal,
@@ -50,6 +52,7 @@ from .folder import (
 )
 from .options import (
     ATTRIBUTIONS,
+    CANDIDATE_SOURCES,
     CHOICES,
     DEFAULTS,
     SELECTIONS,
@@ -60,15 +63,23 @@ from .options import (
     _image_shape,
 )
 from .own_saliency import occluded, occlusion_drops, propose_masks
-from .postprocess import _neighbour_max, candidate_components, connected_components, postprocess, saliency_share
+from .postprocess import (
+    _neighbour_max,
+    candidate_components,
+    connected_components,
+    largest_components,
+    postprocess,
+    saliency_share,
+)
 from .saliency import _log_prob_sum, saliency
 from .teacher import quantile_masks, teacher_masks
 
 __all__ = [
-    "ATTRIBUTIONS", "CHOICES", "DEFAULTS", "SELECTIONS", "SOURCES", "TEACHER_DEFAULTS", "WHICH", "FindAnotherProposal",
-    "candidate_components", "connected_components", "find_another_model", "find_another_models",
-    "find_another_proposals", "folder_rows", "iou_summary", "mask_iou", "occluded", "occlusion_drops", "postprocess",
-    "propose_masks", "quantile_masks", "read_train_mask", "saliency", "saliency_share", "teacher_masks",
+    "ATTRIBUTIONS", "CANDIDATE_SOURCES", "CHOICES", "DEFAULTS", "SELECTIONS", "SOURCES", "TEACHER_DEFAULTS", "WHICH",
+    "FindAnotherProposal", "atypical_candidates", "atypicality", "candidate_components", "connected_components",
+    "find_another_model", "find_another_models", "find_another_proposals", "folder_rows", "iou_summary",
+    "label_purity", "largest_components", "mask_iou", "occluded", "occlusion_drops", "postprocess", "propose_masks",
+    "quantile_masks", "read_train_mask", "reference_statistics", "saliency", "saliency_share", "teacher_masks",
     "train_command", "write_proposals",
 ]
 # private helpers kept importable from here, as they were from the single module

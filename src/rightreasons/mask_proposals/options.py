@@ -12,10 +12,13 @@ SOURCES = ("saliency", "teacher", "find-another")
 ATTRIBUTIONS = ("gradient", "ig")
 CHOICES = ("occlusion", "largest")
 SELECTIONS = ("all", "relied")
+#: where candidate regions come from: the model's saliency, or pixels unusual for their position
+CANDIDATE_SOURCES = ("saliency", "atypical")
 #: the defaults of :func:`propose_masks`
 DEFAULTS = {"threshold": 0.3, "top_fraction": None, "dilate": 1, "min_area": 4, "components": 1,
             "connectivity": 8, "attribution": "gradient", "choose": "occlusion", "candidates": 5,
-            "select": "relied", "min_drop": 0.05, "max_fraction": 0.1}
+            "select": "relied", "min_drop": 0.05, "max_fraction": 0.1,
+            "candidates_from": "saliency", "atypical_threshold": 3.0, "min_purity": 0.0, "purity_k": 10}
 #: the defaults of :func:`teacher_masks`
 TEACHER_DEFAULTS = {"quantile": 0.5, "smooth": 0, "dilate": 0, "min_area": 0, "connectivity": 8,
                     "attribution": "gradient"}

@@ -92,6 +92,15 @@ def candidate_components(saliency_map: torch.Tensor, threshold: float = 0.3, top
         k = min(h * w, max(1, math.ceil(top_fraction * h * w)))
         cut = flat.sort(1, descending=True).values[:, k - 1]
     binary = (s >= cut[:, None, None]) & (s > 0)
+    return largest_components(binary, min_area, candidates, connectivity, dilate)
+
+
+def largest_components(binary: torch.Tensor, min_area: int, candidates: int, connectivity: int = 8,
+                       dilate: int = 0) -> list[torch.Tensor]:
+    """Per example of ``binary`` (N, H, W), bool (K, H, W): its ``candidates`` largest
+    ``connectivity``-connected components that have at least ``min_area`` pixels, largest first (ties: the
+    later label first), each dilated by ``dilate`` pixels."""
+    n, h, w = binary.shape
     labels = connected_components(binary, connectivity)
     out = []
     for i in range(n):
