@@ -94,11 +94,11 @@ def test_unset_epochs_are_the_datasets_default_and_written_resolved():
 
     assert TrainConfig().epochs is None
     assert TrainConfig(data="decoy-mnist").epoch_count() == 15
-    assert TrainConfig(data="decoy-mnist-half").epoch_count() == 30
+    assert TrainConfig(data="decoy-mnist-half").epoch_count() == 20
     assert TrainConfig(data="csv:/some/table.csv").epoch_count() == 15
     assert TrainConfig(data="decoy-mnist-half", epochs=3).epoch_count() == 3
     resolved = resolved_config(TrainConfig(data="decoy-mnist-half", method="erm"))
-    assert resolved.epochs == 30 and resolved.to_dict()["epochs"] == 30
+    assert resolved.epochs == 20 and resolved.to_dict()["epochs"] == 20
     assert default_epochs("no-such-dataset") == 15
 
 

@@ -148,7 +148,7 @@ PRESETS = {p.name: p for p in (
             "paper's code: a 3 x 512 fully connected network, Adam lr 3e-4, batch 64, 100 epochs; ours: the "
             "dataset's default model cnn-strided (two stride-2 3x3 convs of 16 and 32 channels, 256 hidden units)",
             "ours: every method's default hyperparameters, groups = label for every method (so G-DRO balances "
-            "classes), Adam lr 3e-3 with cosine decay, batch 64 and 30 epochs (the dataset's defaults), 3 seeds, "
+            "classes), Adam lr 3e-3 with cosine decay, batch 64 and 20 epochs (the dataset's defaults), 3 seeds, "
             "last epoch kept",
         ),
     ),

@@ -24,7 +24,7 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
                                       "importable, e.g. PYTHONPATH=.), or auto (default): the dataset's model "
                                       "(cnn-strided for decoy-mnist-half, else mlp; its split version for "
                                       "methods that need one).")),
-    "epochs": (("--epochs",), dict(type=click.IntRange(min=1), help="Epochs to train (default: the dataset's, 30 "
+    "epochs": (("--epochs",), dict(type=click.IntRange(min=1), help="Epochs to train (default: the dataset's, 20 "
                                                                       "for decoy-mnist-half, else 15).")),
     "seed": (("--seed",), dict(type=int, help="Seed of the data, initialisation and batch order (default 0).")),
     "batch_size": (("--batch-size",), dict(type=click.IntRange(min=1), help="Training batch size (default: the "

@@ -210,10 +210,10 @@ def decoy_mnist(seed: int = 0, **options) -> DataSplits:
     return build_decoy(VARIANTS["decoy-mnist"], seed, options)
 
 
-@register_dataset("decoy-mnist-half", default_model="cnn-strided", default_epochs=30, default_batch_size=64)
+@register_dataset("decoy-mnist-half", default_model="cnn-strided", default_epochs=20, default_batch_size=64)
 def decoy_mnist_half(seed: int = 0, **options) -> DataSplits:
     """Heo et al. 2023 half-image Decoy-MNIST (digit in one half, 25*y fill in the other). Trained on
-    ``cnn-strided`` (the digit sits in either half) for 30 epochs (IBP-Ex spends its first 4 on the eps
+    ``cnn-strided`` (the digit sits in either half) for 20 epochs (IBP-Ex spends its first 4 on the eps
     ramp) with batch 64 by default. (Heo et al.'s released config for this dataset trains a 3 x 512 fully
     connected network, a four-layer CNN commented out, with Adam lr 3e-4 on batches of 64 for 100 epochs.)
     Why these defaults: docs/results/method-tuning.md#decoy-mnist-half"""

@@ -131,7 +131,7 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     method: str = "rrr"
     params: dict = field(default_factory=dict)
-    #: None: the dataset's default (15, but 30 for decoy-mnist-half); run directories record the number
+    #: None: the dataset's default (15, but 20 for decoy-mnist-half); run directories record the number
     epochs: Optional[int] = None
     #: None: the dataset's default (256, but 64 for decoy-mnist-half); run directories record the number
     batch_size: Optional[int] = None
