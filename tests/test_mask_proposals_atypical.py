@@ -118,3 +118,7 @@ def test_cli_proposes_with_atypical_candidates_and_purity(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("train: ")
     assert main(["propose-masks", str(run), "--out", str(tmp_path / "x"), "--min-purity", "2"]) == 2
     assert "--min-purity" in capsys.readouterr().err
+    assert main(["propose-masks", str(run), "--out", str(tmp_path / "y"), "--source", "teacher",
+                 "--candidates-from", "atypical"]) == 2
+    assert "--candidates-from: applies to --source saliency only" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

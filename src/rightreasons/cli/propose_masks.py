@@ -24,7 +24,8 @@ APPLIES = {
     "threshold": ("saliency",), "top_fraction": ("saliency",), "components": ("saliency",), "choose": ("saliency",),
     "candidates": ("saliency",), "select": ("saliency",), "min_drop": ("saliency",), "max_fraction": ("saliency",),
     "dilate": ("saliency", "teacher"), "min_area": ("saliency", "teacher"), "connectivity": ("saliency", "teacher"),
-    "attribution": ("saliency", "teacher"),
+    "attribution": ("saliency", "teacher"), "candidates_from": ("saliency",), "atypical_threshold": ("saliency",),
+    "min_purity": ("saliency",), "purity_k": ("saliency",),
     "quantile": ("teacher",), "smooth": ("teacher",),
     "model_index": ("find-another",), "which": ("find-another",),
 }
