@@ -23,7 +23,7 @@ from ..errors import UserError
 from .postprocess import largest_components
 
 #: at most this many evenly spaced examples give the per-pixel median and MAD
-REFERENCE_LIMIT = 1024
+REFERENCE_LIMIT = 256
 #: added to the MAD (in input units) so that pixels constant over the reference do not divide by zero
 MAD_FLOOR = 0.01
 
