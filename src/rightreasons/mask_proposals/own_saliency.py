@@ -1,5 +1,6 @@
 """Masks proposed from a model's own saliency (``--source saliency``): the compact regions a (typically
-ERM) model relies on, checked by occluding them."""
+ERM) model relies on, checked by occluding them. The candidate regions come from the saliency or from the
+pixels unusual for their position (:mod:`.atypical`)."""
 
 from __future__ import annotations
 
@@ -69,9 +70,8 @@ def propose_masks(model: nn.Module, dataset, threshold: float = DEFAULTS["thresh
     ``min_purity > 0`` only candidates that pass those two tests (with ``select="relied"``) and whose
     :func:`~.atypical.label_purity` among all such candidates (``purity_k`` neighbours) is at least
     ``min_purity`` can be chosen (of the ``candidates`` largest, with either ``choose``). The model runs in
-    eval mode (restored) on its own device. With
-    ``return_details``: ``(masks, selected (N,) bool, drop (N,))``, ``drop`` the largest drop of a kept
-    component (NaN without one)."""
+    eval mode (restored) on its own device. With ``return_details``: ``(masks, selected (N,) bool, drop
+    (N,))``, ``drop`` the largest drop of a kept component (NaN without one)."""
     if choose not in CHOICES:
         raise UserError(f"propose_masks: choose must be one of {', '.join(CHOICES)}, got {choose!r}")
     if select not in SELECTIONS:
