@@ -37,7 +37,7 @@ from .presets import Preset, get_preset, path_presets
 
 #: TrainConfig fields the ``bench`` command sets by flags of the same name (``--batch-size`` for batch_size)
 FLAG_FIELDS = ("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision", "select", "val_break",
-               "compare_selections")
+               "compare_selections", "ema_decay")
 #: the preset settings over TrainConfig defaults (None in the preset: the default)
 PRESET_FIELDS = ("epochs", "model", "lr", "lr_schedule", "batch_size", "optimizer", "weight_decay", "select")
 DEFAULT_SEEDS = 3
@@ -231,6 +231,7 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
                jobs: int = 1, threads: Optional[int | Sequence[int]] = None, device: Optional[str] = None,
                precision: Optional[str] = None, select: Optional[str] = None,
                val_break: Optional[str] = None, compare_selections: Optional[bool] = None,
+               ema_decay: Optional[float] = None,
                axes: Sequence[str] = ()) -> BenchPlan:
     """The benchmark the ``bench`` command's flags describe, writing nothing. ``data`` and ``methods`` are
     comma-separated names (default: the preset's; methods ``mask`` without a preset); ``params`` and
@@ -258,7 +259,7 @@ def plan_bench(out: str | Path, *, preset: str | Preset | None = None, data: Opt
     settings = {k: getattr(chosen, k) for k in PRESET_FIELDS} if chosen else {}
     base = TrainConfig(**{k: v for k, v in settings.items() if v is not None})
     flags = dict(zip(FLAG_FIELDS, (model, epochs, batch_size, lr, lr_schedule, device, precision, select, val_break,
-                                   compare_selections)))
+                                   compare_selections, ema_decay)))
     base = base.replace(**{k: v for k, v in flags.items() if v is not None})
 
     method_params = {m: dict(v) for m, v in (chosen.params if chosen else {}).items()}

@@ -22,7 +22,7 @@ from .options import training_options
 @click.option("--data-path", type=click.Path(), help="Where the downloaded data of the preset is (presets "
               f"{', '.join(path_presets())}; see docs/real-datasets.md).")
 @training_options("model", "epochs", "batch_size", "lr", "lr_schedule", "device", "precision", "select", "val_break",
-                  "compare_selections")
+                  "compare_selections", "ema_decay")
 @click.option("--param", "params", multiple=True, metavar="[METHOD.]KEY=VALUE",
               help="Method hyperparameter; without METHOD, for every method that has KEY (repeatable).")
 @click.option("--data-option", "data_options", multiple=True, metavar="[DATASET.]KEY=VALUE",

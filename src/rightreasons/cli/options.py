@@ -50,6 +50,10 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
         default=None, help="Also report, in metrics.json, the epoch every selection rule would keep and its test "
                            "scores (the kept model is still --select's; each epoch is then also evaluated on the "
                            "test split, which no rule reads).")),
+    "ema_decay": (("--ema-decay",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="D",
+                                         help="Evaluate and keep an exponential moving average of the weights, "
+                                              "updated after every step with decay D (e.g. 0.999); default: the "
+                                              "weights themselves.")),
     "params": (("--param", "params"), dict(multiple=True, metavar="KEY=VALUE",
                                            help="Method hyperparameter (repeatable).")),
     "data_options": (("--data-option", "data_options"), dict(multiple=True, metavar="KEY=VALUE",
@@ -76,7 +80,7 @@ TRAINING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
 
 #: the TrainConfig fields among the flags (the rest are KEY=VALUE lists and the config file)
 FIELD_FLAGS = ("data", "method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "select",
-               "val_break", "compare_selections", "device", "precision")
+               "val_break", "compare_selections", "ema_decay", "device", "precision")
 
 
 def training_options(*names: str, **changes: dict) -> Callable:

@@ -40,7 +40,7 @@ def _params(trial, keys) -> str:
 @click.option("--storage", help="Optuna storage URL (default sqlite:///OUT/study.db); share it to share the study.")
 @click.option("--study", "study_name", help="Study name (default DATA-METHOD); an existing study is joined.")
 @training_options("config_file", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "device",
-                  "precision", "select", "val_break",
+                  "precision", "select", "val_break", "ema_decay",
                   "params", "data_options", "model_options",
                   seed=dict(help="Seed of every trial (data, init, batch order)."),
                   threads=dict(help="Torch threads per process (give each of several processes its share)."))

@@ -15,8 +15,8 @@ from .options import split_fields, training_options, trust_code_option, with_aug
 @training_options("data", "method")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @training_options("model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "threads", "device", "precision",
-                  "select", "val_break", "compare_selections", "workers", "augment", "augment_options", "params",
-                  "data_options", "model_options", "robustness", "config_file")
+                  "select", "val_break", "compare_selections", "ema_decay", "workers", "augment", "augment_options",
+                  "params", "data_options", "model_options", "robustness", "config_file")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out (the old run stays until the new one "
               "is complete).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint (with --epochs N "

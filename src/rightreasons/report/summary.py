@@ -52,7 +52,8 @@ ROBUSTNESS_COLUMNS = (
 #: of the epoch it keeps (mean ± std and min) and that epoch (mean)
 SELECTION_RULES = (("last", "last epoch"), ("val_accuracy", "val acc."),
                    ("val_worst_group_accuracy", "val worst-group"), ("val_broken_accuracy", "broken-val acc."),
-                   ("val_broken_worst_group_accuracy", "broken-val worst-group"))
+                   ("val_broken_worst_group_accuracy", "broken-val worst-group"),
+                   ("last_unaveraged", "last epoch, not averaged"))
 
 
 def selection_column(rule: str, entry: str = "test_worst_group_accuracy") -> str:
@@ -174,7 +175,9 @@ def selection_table(items: list[MethodSummary]) -> list[str]:
     keys = list(items[0].axes) if items else []
     lines = ["", "Checkpoint selection: test worst-group accuracy of the epoch each rule keeps, mean ± std (min; "
              "the epoch kept, mean). No rule reads test; broken-val = the validation split with the shortcut "
-             "broken inside its masks.", "",
+             "broken inside its masks." + (" With weight averaging (ema_decay) every rule reads the averaged "
+                                           "weights; the last column is the last epoch's own weights."
+                                           if any(rule == "last_unaveraged" for rule, _ in rules) else ""), "",
              "| " + " | ".join(["method", *keys, "runs"] + [h for _, h in rules]) + " |",
              "|" + "|".join(["---"] * (2 + len(keys)) + ["---:"] * len(rules)) + "|"]
     for item in items:

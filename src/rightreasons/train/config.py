@@ -150,6 +150,9 @@ class TrainConfig:
     #: broken when it has masks) and the test split's accuracy, and report in metrics.json which epoch each rule
     #: would keep and its test scores (``train.selection``); the kept model is still ``select``'s
     compare_selections: bool = False
+    #: None: evaluate and keep the weights themselves; a decay in (0, 1): their exponential moving average over
+    #: the optimiser steps (``train.averaging``), evaluated every epoch and kept instead
+    ema_decay: Optional[float] = None
     #: torch intra-op threads; None = OMP_NUM_THREADS if set, else the cores this process may use
     threads: Optional[int] = None
     #: what a NaN/inf loss does: stop training (naming step and term) or skip that batch
@@ -220,6 +223,13 @@ class TrainConfig:
         if not isinstance(self.compare_selections, bool):
             raise UserError(f"config field 'compare_selections' must be true or false, "
                             f"got {_short(self.compare_selections)}")
+        if self.ema_decay is not None and (isinstance(self.ema_decay, bool)
+                                           or not isinstance(self.ema_decay, (int, float))
+                                           or not 0 < self.ema_decay < 1):
+            raise UserError(f"config field 'ema_decay' must be a number in (0, 1) or null, "
+                            f"got {_short(self.ema_decay)}")
+        if self.ema_decay is not None:
+            self.ema_decay = float(self.ema_decay)
         if self.precision not in PRECISIONS:
             raise UserError(f"config field 'precision' must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         try:

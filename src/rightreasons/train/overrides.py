@@ -15,7 +15,8 @@ from .config import TrainConfig
 
 #: TrainConfig fields that a flag of the same name (``--batch-size`` for batch_size) replaces
 FIELDS = ("data", "method", "model", "epochs", "seed", "batch_size", "lr", "lr_schedule", "optimizer",
-          "weight_decay", "threads", "select", "val_break", "compare_selections", "device", "precision")
+          "weight_decay", "threads", "select", "val_break", "compare_selections", "ema_decay", "device",
+          "precision")
 
 
 def parse_value(text: str) -> Any:

@@ -7,7 +7,8 @@ depend on any trainable parameter is refused. Per epoch: advance the method's sc
 run's own generator, and for each batch compute the method's loss, stop on (or skip) a non-finite value
 (naming the step and the term), back-propagate and step the optimiser; then measure the validation split
 and write a checkpoint. The model kept is the last one or the best on validation (``select``); the test
-split is never looked at here.
+split is never looked at here. With ``ema_decay`` an exponential moving average of the weights is updated
+after every step (``train.averaging``), and it is the average that validation measures and that is kept.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from ..metrics.evaluate import evaluate
 from ..metrics.logits import check_logits, check_module, checked_outputs, first_line
 from ..ops.modes import eval_mode, train_mode
 from ..precision import autocast, grad_scaler, input_grad_scale
+from .averaging import WeightAverage
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, with_field_defaults
 from .distributed import barrier, check_static_graph, loss_scale, shard, world, wrap
-from .selection import TEST_KEYS, is_better, uses_broken_validation
+from .selection import RAW_TEST_KEYS, TEST_KEYS, is_better, uses_broken_validation
 
 
 class NonFiniteLossError(RuntimeError):
@@ -101,7 +103,7 @@ def resume_differences(saved: dict, config: TrainConfig) -> list[str]:
                   if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
 
 
-def _restore(checkpoint_dir, config, model, optimizer, method, gens, scaler) -> Optional[dict]:
+def _restore(checkpoint_dir, config, model, optimizer, method, gens, scaler, average) -> Optional[dict]:
     path = latest_checkpoint(checkpoint_dir)
     if path is None:
         return None
@@ -124,6 +126,8 @@ def _restore(checkpoint_dir, config, model, optimizer, method, gens, scaler) -> 
         torch.cuda.set_rng_state(state["rng"]["cuda"], device)
     if scaler is not None:
         scaler.load_state_dict(state["scaler"])
+    if average is not None:
+        average.load_state_dict(state["average"], model)
     state["best_state"] = ckpt["best"]
     return state
 
@@ -185,40 +189,44 @@ def fit(
         gens["augment"] = torch.Generator().manual_seed(config.seed + 3_000_017)
     optimizer = make_optimizer(model, config)
     scaler = grad_scaler(model_device(model), config.precision)
+    average = WeightAverage(config.ema_decay) if config.ema_decay is not None else None
     result = TrainResult(model)
     steps_per_epoch = train_set.num_batches(config.batch_size)
     where = f"training data {train_set.name!r}"
     with checked_outputs(model, train_set.num_classes, where), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 2_000_003)  # dropout and other in-model randomness
         # continue after the latest checkpoint (with resume), else start afresh
-        run = _resume(checkpoint_dir if resume else None, config, model, optimizer, method, gens, scaler, result,
-                      say)
+        run = _resume(checkpoint_dir if resume else None, config, model, optimizer, method, gens, scaler, average,
+                      result, say)
         with _progress(progress and rank == 0, (config.epochs - run.epoch) * steps_per_epoch) as bar:
             for epoch in range(run.epoch, config.epochs):
                 # advance the method's schedules, then one pass over the shuffled training split
                 epoch_start = time.perf_counter()
                 method.start_epoch(epoch, config.epochs)
                 sums, skipped = _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, train_set,
-                                             config, gens, bar, say)
-                # the epoch's record: mean loss terms, skipped batches, validation metrics, seconds
+                                             config, gens, bar, say, average)
+                # the epoch's record: mean loss terms, skipped batches, validation metrics (of the averaged
+                # weights, with ema_decay), seconds
                 record = _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start,
-                                       broken_val, test_set)
+                                       broken_val, test_set, average)
                 run.seconds += record["seconds"]
                 result.history.append(record)
                 # keep the weights of the best epoch on validation so far
-                _select_best(record, config, model, run, result)
+                _select_best(record, config, model, run, result, average)
                 run.epoch = epoch + 1
                 # the first process writes a checkpoint; it is complete before any process goes on
                 _write_checkpoint(checkpoint_dir if rank == 0 else None, run, result, config, model, optimizer,
-                                  method, gens, scaler)
+                                  method, gens, scaler, average)
                 barrier()
                 say(_format_epoch(record, config.epochs))
-    # the model kept: the best epoch's weights, or the last ones
+    # the model kept: the best epoch's weights, or the last ones (averaged, with ema_decay)
     result.train_seconds = run.seconds
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     else:
         result.selected_epoch = config.epochs
+        if average is not None and average.weights is not None:
+            model.load_state_dict(average.weights)
     return result
 
 
@@ -278,10 +286,12 @@ def _logger(log: Optional[Callable[[str], None]], rank: int) -> Callable[[str], 
     return log if log is not None and rank == 0 else (lambda line: None)
 
 
-def _resume(checkpoint_dir, config, model, optimizer, method, gens, scaler, result, say) -> _Run:
-    """Restore model, optimiser, method, random streams, history and selection from the latest checkpoint in
-    ``checkpoint_dir`` and return where training stands; a fresh start without a directory or a checkpoint."""
-    restored = _restore(checkpoint_dir, config, model, optimizer, method, gens, scaler) if checkpoint_dir else None
+def _resume(checkpoint_dir, config, model, optimizer, method, gens, scaler, average, result, say) -> _Run:
+    """Restore model, optimiser, method, random streams, weight average, history and selection from the latest
+    checkpoint in ``checkpoint_dir`` and return where training stands; a fresh start without a directory or a
+    checkpoint."""
+    restored = (_restore(checkpoint_dir, config, model, optimizer, method, gens, scaler, average)
+                if checkpoint_dir else None)
     if restored is None:
         return _Run()
     result.history, result.selected_epoch = list(restored["history"]), restored["selected_epoch"]
@@ -290,11 +300,12 @@ def _resume(checkpoint_dir, config, model, optimizer, method, gens, scaler, resu
                 best_score=restored["best_score"], best_state=restored["best_state"])
 
 
-def _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, train_set, config, gens, bar, say
-                 ) -> tuple[dict, int]:
+def _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, train_set, config, gens, bar, say,
+                 average=None) -> tuple[dict, int]:
     """One pass over the shuffled training split, counting steps in ``run.step``: per batch the method's loss
     (on the model's device, under autocast for bf16 / fp16), a stop on (or skip of) a non-finite loss, the
-    scheduled learning rate, backward (loss-scaled for fp16) and an optimiser step. Returns the sums of the loss
+    scheduled learning rate, backward (loss-scaled for fp16), an optimiser step and the update of the weight
+    average (with one). Returns the sums of the loss
     and of each term over the batches used, and the number of batches skipped."""
     rank, size = world()
     device = model_device(model)
@@ -348,6 +359,8 @@ def _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, tr
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+            if average is not None:
+                average.update(model)
             # the sums of the loss and its terms
             sums["loss"] = sums.get("loss", 0.0) + out.loss.item()
             for key, value in out.terms.items():
@@ -363,11 +376,22 @@ def _lower_scale(scaler: "torch.amp.GradScaler", device: torch.device) -> float:
 
 
 def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start, broken_val=None,
-                  test_set=None) -> dict:
+                  test_set=None, average=None) -> dict:
     """The history record of an epoch: its number, the mean loss and terms over the batches used, the
     batches skipped (if any), accuracy and worst-group accuracy on the validation split (and on it with the
     shortcut broken, when selecting on that or comparing the rules), seconds (training and validation), and
-    when comparing the rules the test split's accuracy and worst-group accuracy (``test_*``, read by no rule)."""
+    when comparing the rules the test split's accuracy and worst-group accuracy (``test_*``, read by no rule).
+    With a weight ``average`` every split is measured on the averaged weights, and when comparing the rules
+    the test split also on the weights themselves (``test_raw_*``)."""
+    if average is not None:
+        with average.applied(model):
+            record = _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_start, broken_val,
+                                   test_set)
+        if test_set is not None:
+            test = evaluate(model, test_set, mask_share=False)
+            record.update(test_raw_accuracy=test["accuracy"],
+                          test_raw_worst_group_accuracy=test["worst_group_accuracy"])
+        return record
     used = max(steps_per_epoch - skipped, 1)
     record = {"epoch": epoch + 1}
     record.update({k: v / used for k, v in sums.items()})
@@ -392,17 +416,20 @@ def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_s
     return record
 
 
-def _select_best(record, config, model, run, result) -> None:
+def _select_best(record, config, model, run, result, average=None) -> None:
     """With ``select`` on a validation metric: when this epoch beats the best so far, make it the selected
-    epoch and keep a copy of its weights."""
+    epoch and keep a copy of its weights (of the averaged ones, with a weight ``average``)."""
     if config.select != "last" and is_better(record[config.select], run.best_score):
         run.best_score, result.selected_epoch = record[config.select], record["epoch"]
-        run.best_state = copy.deepcopy(model.state_dict())
+        state = average.weights if average is not None and average.weights is not None else model.state_dict()
+        run.best_state = copy.deepcopy(state)
 
 
-def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, method, gens, scaler) -> None:
+def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, method, gens, scaler, average=None
+                      ) -> None:
     """Write the checkpoint of epoch ``run.epoch`` into ``checkpoint_dir`` (nothing when it is None): weights,
-    optimiser, method and random-stream states, counters, history and the best weights so far."""
+    optimiser, method and random-stream states, the weight average, counters, history and the best weights so
+    far."""
     if checkpoint_dir is None:
         return
     state = {"epoch": run.epoch, "step": run.step, "seconds": run.seconds, "optimizer": optimizer.state_dict(),
@@ -414,12 +441,14 @@ def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, met
         state["rng"]["cuda"] = torch.cuda.get_rng_state(device)
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
+    if average is not None:
+        state["average"] = average.state_dict()
     save_checkpoint(checkpoint_dir, run.epoch, model.state_dict(), state, config.to_dict(), run.best_state)
 
 
 def _format_epoch(record: dict, epochs: int) -> str:
     parts = [f"epoch {record['epoch']}/{epochs}"]
-    parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds", *TEST_KEYS)]
+    parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds", *TEST_KEYS, *RAW_TEST_KEYS)]
     parts.append(f"{record['seconds']:.1f}s")
     return "  ".join(parts)
 
