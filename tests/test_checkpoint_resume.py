@@ -211,8 +211,8 @@ def test_failed_step_keeps_the_last_good_checkpoint_and_skip_mode_continues(tmp_
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_a_checkpoint_from_before_the_device_precision_and_augment_fields_resumes(tmp_path):
-    from rightreasons.train.trainer import resume_differences
+def test_a_checkpoint_from_before_the_device_precision_augment_and_ema_fields_resumes(tmp_path):
+    from rightreasons.train.resume import resume_differences
 
     data = shortcut_splits(n_train=200, n_eval=50)
     config = config_for("rrr", epochs=2)
@@ -223,7 +223,7 @@ def test_a_checkpoint_from_before_the_device_precision_and_augment_fields_resume
         fit(*fresh(config, data), data, config, checkpoint_dir=ckpt, log=stop_after(1))
     meta_path = latest_checkpoint(ckpt) / "meta.json"
     meta = json.loads(meta_path.read_text())
-    for field in ("device", "precision", "augment"):  # what an older version wrote
+    for field in ("device", "precision", "augment", "ema_decay"):  # what an older version wrote
         del meta["config"][field]
     meta_path.write_text(json.dumps(meta))
     model3, m3 = fresh(config, data)

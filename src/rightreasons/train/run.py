@@ -44,6 +44,7 @@ from ..models.text import TEXT_MODELS
 from .checkpoint import CheckpointError, latest_checkpoint, read_meta
 from .config import TrainConfig
 from .distributed import training_device
+from .resume import resume_differences
 from .rundir import (
     CHECKPOINTS,
     COMMIT,
@@ -66,7 +67,7 @@ from .rundir import (
     verified_run,
 )
 from .selection import selection_outcomes
-from .trainer import fit, resume_differences
+from .trainer import fit
 
 
 @dataclass

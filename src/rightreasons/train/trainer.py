@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from ..console import stderr_console
 from ..data.augment import create_augmentation
 from ..data.dataset import DataSplits, ExplanationDataset
 from ..data.shortcut_break import break_shortcut, has_annotations
@@ -38,9 +36,10 @@ from ..metrics.logits import check_logits, check_module, checked_outputs, first_
 from ..ops.modes import eval_mode, train_mode
 from ..precision import autocast, grad_scaler, input_grad_scale
 from .averaging import WeightAverage
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainConfig, with_field_defaults
+from .config import TrainConfig
 from .distributed import barrier, check_static_graph, loss_scale, shard, world, wrap
+from .progress import progress_bar
+from .resume import resume_run, write_checkpoint
 from .selection import RAW_TEST_KEYS, TEST_KEYS, is_better, uses_broken_validation
 
 
@@ -87,61 +86,6 @@ def _nonfinite_message(out, step: int, epoch: int) -> Optional[str]:
     bad = [name for name, value in out.terms.items() if not torch.isfinite(value).all()]
     return (f"non-finite loss at epoch {epoch + 1}, step {step}: term(s) {', '.join(bad) or 'total'} "
             f"({', '.join(f'{k}={v.item():.4g}' for k, v in out.terms.items())})")
-
-
-#: config fields that may differ between a checkpoint and the run resuming it
-RESUMABLE_CHANGES = ("epochs", "threads", "device")
-
-
-def resume_differences(saved: dict, config: TrainConfig) -> list[str]:
-    """The config fields (other than RESUMABLE_CHANGES) in which a checkpoint's config ``saved`` differs from
-    ``config``. A field missing from ``saved`` was added to TrainConfig after the checkpoint was written, so
-    that run had the field's default (e.g. ``precision`` fp32, no ``augment``)."""
-    saved = with_field_defaults(saved)
-    current = config.to_dict()
-    return sorted(k for k in set(saved) | set(current)
-                  if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
-
-
-def _restore(checkpoint_dir, config, model, optimizer, method, gens, scaler, average) -> Optional[dict]:
-    path = latest_checkpoint(checkpoint_dir)
-    if path is None:
-        return None
-    ckpt = load_checkpoint(path)
-    differ = resume_differences(ckpt["meta"]["config"], config)
-    if differ:
-        raise CheckpointError(f"{path}: was written by a run with different {', '.join(differ)}; cannot resume")
-    try:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["state"]["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: does not fit this model ({str(exc).splitlines()[0]})") from None
-    state = ckpt["state"]
-    method.load_state_dict(state["method"])
-    for name, gen in gens.items():
-        gen.set_state(state["rng"][name])
-    torch.set_rng_state(state["rng"]["torch"])
-    device = model_device(model)
-    if device.type == "cuda" and "cuda" in state["rng"]:
-        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-    if scaler is not None:
-        scaler.load_state_dict(state["scaler"])
-    if average is not None:
-        average.load_state_dict(state["average"], model)
-    state["best_state"] = ckpt["best"]
-    return state
-
-
-@dataclass
-class _Run:
-    """Where training stands: epochs done, optimiser steps taken, training seconds so far, and the best
-    validation score and weights so far (only when selecting on validation)."""
-
-    epoch: int = 0
-    step: int = 0
-    seconds: float = 0.0
-    best_score: float = -math.inf
-    best_state: Optional[dict] = None
 
 
 def fit(
@@ -196,9 +140,9 @@ def fit(
     with checked_outputs(model, train_set.num_classes, where), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 2_000_003)  # dropout and other in-model randomness
         # continue after the latest checkpoint (with resume), else start afresh
-        run = _resume(checkpoint_dir if resume else None, config, model, optimizer, method, gens, scaler, average,
+        run = resume_run(checkpoint_dir if resume else None, config, model, optimizer, method, gens, scaler, average,
                       result, say)
-        with _progress(progress and rank == 0, (config.epochs - run.epoch) * steps_per_epoch) as bar:
+        with progress_bar(progress and rank == 0, (config.epochs - run.epoch) * steps_per_epoch) as bar:
             for epoch in range(run.epoch, config.epochs):
                 # advance the method's schedules, then one pass over the shuffled training split
                 epoch_start = time.perf_counter()
@@ -215,7 +159,7 @@ def fit(
                 _select_best(record, config, model, run, result, average)
                 run.epoch = epoch + 1
                 # the first process writes a checkpoint; it is complete before any process goes on
-                _write_checkpoint(checkpoint_dir if rank == 0 else None, run, result, config, model, optimizer,
+                write_checkpoint(checkpoint_dir if rank == 0 else None, run, result, config, model, optimizer,
                                   method, gens, scaler, average)
                 barrier()
                 say(_format_epoch(record, config.epochs))
@@ -284,20 +228,6 @@ def _broken_validation(val_set, config: TrainConfig):
 def _logger(log: Optional[Callable[[str], None]], rank: int) -> Callable[[str], None]:
     """``log`` on the first process; a no-op on the others and without ``log``."""
     return log if log is not None and rank == 0 else (lambda line: None)
-
-
-def _resume(checkpoint_dir, config, model, optimizer, method, gens, scaler, average, result, say) -> _Run:
-    """Restore model, optimiser, method, random streams, weight average, history and selection from the latest
-    checkpoint in ``checkpoint_dir`` and return where training stands; a fresh start without a directory or a
-    checkpoint."""
-    restored = (_restore(checkpoint_dir, config, model, optimizer, method, gens, scaler, average)
-                if checkpoint_dir else None)
-    if restored is None:
-        return _Run()
-    result.history, result.selected_epoch = list(restored["history"]), restored["selected_epoch"]
-    say(f"resuming after epoch {restored['epoch']} from {checkpoint_dir}")
-    return _Run(epoch=restored["epoch"], step=restored["step"], seconds=restored["seconds"],
-                best_score=restored["best_score"], best_state=restored["best_state"])
 
 
 def _train_epoch(epoch, run, model, step_fn, optimizer, scaler, augmentation, train_set, config, gens, bar, say,
@@ -425,64 +355,8 @@ def _select_best(record, config, model, run, result, average=None) -> None:
         run.best_state = copy.deepcopy(state)
 
 
-def _write_checkpoint(checkpoint_dir, run, result, config, model, optimizer, method, gens, scaler, average=None
-                      ) -> None:
-    """Write the checkpoint of epoch ``run.epoch`` into ``checkpoint_dir`` (nothing when it is None): weights,
-    optimiser, method and random-stream states, the weight average, counters, history and the best weights so
-    far."""
-    if checkpoint_dir is None:
-        return
-    state = {"epoch": run.epoch, "step": run.step, "seconds": run.seconds, "optimizer": optimizer.state_dict(),
-             "method": method.state_dict(), "history": result.history, "best_score": run.best_score,
-             "selected_epoch": result.selected_epoch,
-             "rng": {**{k: g.get_state() for k, g in gens.items()}, "torch": torch.get_rng_state()}}
-    device = model_device(model)
-    if device.type == "cuda":  # in-model randomness (dropout) on the GPU draws from the device's generator
-        state["rng"]["cuda"] = torch.cuda.get_rng_state(device)
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    if average is not None:
-        state["average"] = average.state_dict()
-    save_checkpoint(checkpoint_dir, run.epoch, model.state_dict(), state, config.to_dict(), run.best_state)
-
-
 def _format_epoch(record: dict, epochs: int) -> str:
     parts = [f"epoch {record['epoch']}/{epochs}"]
     parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds", *TEST_KEYS, *RAW_TEST_KEYS)]
     parts.append(f"{record['seconds']:.1f}s")
     return "  ".join(parts)
-
-
-class _Bar:
-    """A thin rich progress bar on the shared stderr console, so that lines printed with
-    ``console.log_line`` appear above it; does nothing unless ``shown``."""
-
-    def __init__(self, total: int, shown: bool = True):
-        self._progress = None
-        if not shown:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._progress = Progress("training", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                  console=stderr_console(), transient=True)
-        self._task = self._progress.add_task("train", total=total)
-        self._progress.start()
-
-    def update(self, n: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def __enter__(self) -> "_Bar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _progress(enabled: bool, total: int) -> _Bar:
-    """A bar over ``total`` steps, shown only when ``enabled`` and standard error is a terminal."""
-    return _Bar(total, shown=enabled and sys.stderr.isatty())
