@@ -35,112 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..layers import BatchNorm2d, Conv2d
-from ..tokens import TokenMean, embeddings, token_flags
 from . import graph
 from .interval_batch_norm import batch_norm_box, fusable
 from .interval_relu import fusable as relu_fusable
 from .interval_relu import relu_box
-
-
-class Interval:
-    """A box in centre/radius form; ``lower``/``upper`` are derived."""
-
-    __slots__ = ("centre", "radius")
-
-    def __init__(self, centre: torch.Tensor, radius: torch.Tensor):
-        self.centre, self.radius = centre, radius
-
-    @classmethod
-    def from_bounds(cls, lower: torch.Tensor, upper: torch.Tensor) -> "Interval":
-        return cls((upper + lower) * 0.5, (upper - lower) * 0.5)  # exactly x / 2, and faster
-
-    @property
-    def lower(self) -> torch.Tensor:
-        return self.centre - self.radius
-
-    @property
-    def upper(self) -> torch.Tensor:
-        return self.centre + self.radius
-
-
-# -- rules: one small function per layer kind ---------------------------------------------------
-def _linear(m: nn.Linear, box: Interval) -> Interval:
-    r = box.radius
-    if r.dim() == 2 and r.shape[1] >= 64:  # input boxes are often zero in most features (a small mask):
-        idx = (r.sum(0) > 0).nonzero().squeeze(1)  # multiply only the columns where some example may move
-        if len(idx) <= r.shape[1] // 4:         # (rows of W^T: a contiguous gather, cheap to back-propagate)
-            return Interval(m(box.centre), r.index_select(1, idx) @ m.weight.t().index_select(0, idx).abs())
-    return Interval(m(box.centre), F.linear(r, m.weight.abs()))
-
-
-def _conv(m: nn.modules.conv._ConvNd, box: Interval) -> Interval:
-    return Interval(m(box.centre), m._conv_forward(box.radius, m.weight.abs(), None))
-
-
-def _batchnorm(m: nn.modules.batchnorm._BatchNorm, box: Interval) -> Interval:
-    scale = torch.rsqrt(m.running_var + m.eps)
-    if m.weight is not None:
-        scale = scale * m.weight.abs()
-    shape = (1, -1) + (1,) * (box.radius.dim() - 2)
-    return Interval(m(box.centre), box.radius * scale.view(shape))
-
-
-def _monotone(m: nn.Module, box: Interval) -> Interval:
-    """Non-decreasing elementwise maps and max pooling: map the end points."""
-    return Interval.from_bounds(m(box.lower), m(box.upper))
-
-
-def _positive_linear(m: nn.Module, box: Interval) -> Interval:
-    """Linear maps with non-negative weights and no offset (average pooling, reshapes)."""
-    return Interval(m(box.centre), m(box.radius))
-
-
-def _identity(m: nn.Module, box: Interval) -> Interval:
-    return box
-
-
-def _token_mean(m: TokenMean, box: Interval) -> Interval:
-    """The tokens' mean with the flags of the box's centre: exact when the flags do not move (the mask of
-    embedded text never covers them)."""
-    if bool((box.radius[..., -1] != 0).any()):
-        raise UserError("interval bounds: the box moves the token flags of embedded text; mask only embeddings")
-    flags = token_flags(box.centre)
-    return Interval(m.pool(embeddings(box.centre), flags), m.pool(embeddings(box.radius), flags))
-
-
-Rule = Callable[[nn.Module, Interval], Interval]
-RULES: dict[type, Rule] = {nn.Linear: _linear, nn.Identity: _identity, TokenMean: _token_mean}
-RULES.update({t: _conv for t in (nn.Conv1d, nn.Conv2d, nn.Conv3d, Conv2d)})
-RULES.update({t: _batchnorm for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, BatchNorm2d)})
-RULES.update({t: _identity for t in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)})
-RULES.update({t: _positive_linear for t in (nn.Flatten, nn.Unflatten, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-                                             nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)})
-RULES.update({t: _monotone for t in (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign,
-    nn.Hardtanh, nn.Hardsigmoid, nn.LogSigmoid, nn.Tanhshrink, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)})
-#: layers whose centre output is exactly the layer's own forward of the centre (lets the clean pass share it)
-_CENTRE_IS_FORWARD = {_linear, _conv, _batchnorm, _positive_linear}
-
-
-def _problem(m: nn.Module) -> Optional[str]:
-    """Why ``m`` cannot be bounded, or None."""
-    if type(m) not in RULES:
-        return "no IBP rule"
-    if isinstance(m, nn.LeakyReLU) and m.negative_slope < 0:
-        return "LeakyReLU with negative slope (not monotone)"
-    if isinstance(m, (nn.ELU, nn.CELU)) and m.alpha < 0:
-        return "ELU with negative alpha (not monotone)"
-    if getattr(m, "return_indices", False):
-        return "pooling with return_indices"
-    return None
-
-
-def _batch_statistics(m: nn.Module) -> bool:
-    """A batch norm that normalises with the batch's statistics (train mode, or no running statistics)."""
-    return isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or m.running_var is None)
-
+from .interval_rules import CENTRE_IS_FORWARD, RULES, Interval, batch_statistics, problem
 
 _WHAT = "interval bounds"
 
@@ -150,7 +49,7 @@ def _program(model: nn.Module) -> graph.Program:
     prog = graph.program(model, frozenset(RULES), _WHAT)
     bad = []
     for step in prog.steps:
-        if step.kind == "module" and (why := _problem(step.module)):
+        if step.kind == "module" and (why := problem(step.module)):
             bad.append(f"{step.label} ({type(step.module).__name__}: {why})")
         elif step.kind == "unsupported":
             bad.append(f"{step.label}: {step.reason}")
@@ -200,7 +99,7 @@ class _Bounds:
 
     def module(self, step: graph.Step, v: _Value) -> _Value:
         m = step.module
-        if _batch_statistics(m):
+        if batch_statistics(m):
             return self._batch_norm(m, v)
         if relu_fusable(m, v.box.centre, v.box.radius, v.point):
             centre, radius, point = relu_box(v.box.centre, v.box.radius, v.point)
@@ -209,7 +108,7 @@ class _Bounds:
         box = rule(step.layer, v.box)
         if v.point is None:
             return _Value(box, None)
-        return _Value(box, box.centre if v.shared and rule in _CENTRE_IS_FORWARD else step.layer(v.point))
+        return _Value(box, box.centre if v.shared and rule in CENTRE_IS_FORWARD else step.layer(v.point))
 
     def _batch_norm(self, m: nn.modules.batchnorm._BatchNorm, v: _Value) -> _Value:
         point = v.point
@@ -271,7 +170,7 @@ class _Bounds:
 
 
 def _needs_point(prog: graph.Program) -> bool:
-    return any(_batch_statistics(step.module) for step in prog.modules)
+    return any(batch_statistics(step.module) for step in prog.modules)
 
 
 def _propagate(model: nn.Module, prog: graph.Program, box: Interval, point: Optional[torch.Tensor] = None,
