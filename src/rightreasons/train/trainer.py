@@ -141,7 +141,7 @@ def fit(
         torch.manual_seed(config.seed + 2_000_003)  # dropout and other in-model randomness
         # continue after the latest checkpoint (with resume), else start afresh
         run = resume_run(checkpoint_dir if resume else None, config, model, optimizer, method, gens, scaler, average,
-                      result, say)
+                         result, say)
         with progress_bar(progress and rank == 0, (config.epochs - run.epoch) * steps_per_epoch) as bar:
             for epoch in range(run.epoch, config.epochs):
                 # advance the method's schedules, then one pass over the shuffled training split
@@ -160,7 +160,7 @@ def fit(
                 run.epoch = epoch + 1
                 # the first process writes a checkpoint; it is complete before any process goes on
                 write_checkpoint(checkpoint_dir if rank == 0 else None, run, result, config, model, optimizer,
-                                  method, gens, scaler, average)
+                                 method, gens, scaler, average)
                 barrier()
                 say(_format_epoch(record, config.epochs))
     # the model kept: the best epoch's weights, or the last ones (averaged, with ema_decay)
