@@ -24,6 +24,7 @@ from ..bench.axes import label, order_key, read_axes
 from ..bench.published import SOURCES, format_published, published_for
 from ..bench.results import SELECTION_PREFIX, read_results_csv
 from ..files import atomic_write_text
+from ..train.selection import UNAVERAGED
 
 #: (results.csv column, header, decimals): worst-group accuracy first
 COLUMNS = (
@@ -53,7 +54,7 @@ ROBUSTNESS_COLUMNS = (
 SELECTION_RULES = (("last", "last epoch"), ("val_accuracy", "val acc."),
                    ("val_worst_group_accuracy", "val worst-group"), ("val_broken_accuracy", "broken-val acc."),
                    ("val_broken_worst_group_accuracy", "broken-val worst-group"),
-                   ("last_unaveraged", "last epoch, not averaged"))
+                   (UNAVERAGED, "last epoch, not averaged"))
 
 
 def selection_column(rule: str, entry: str = "test_worst_group_accuracy") -> str:
@@ -177,7 +178,7 @@ def selection_table(items: list[MethodSummary]) -> list[str]:
              "the epoch kept, mean). No rule reads test; broken-val = the validation split with the shortcut "
              "broken inside its masks." + (" With weight averaging (ema_decay) every rule reads the averaged "
                                            "weights; the last column is the last epoch's own weights."
-                                           if any(rule == "last_unaveraged" for rule, _ in rules) else ""), "",
+                                           if any(rule == UNAVERAGED for rule, _ in rules) else ""), "",
              "| " + " | ".join(["method", *keys, "runs"] + [h for _, h in rules]) + " |",
              "|" + "|".join(["---"] * (2 + len(keys)) + ["---:"] * len(rules)) + "|"]
     for item in items:

@@ -33,6 +33,10 @@ def decay_at(decay: float, updates: int) -> float:
     return min(decay, (1.0 + updates) / (WARMUP + updates))
 
 
+def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
 class WeightAverage:
     """The running average of a model's weights (its state dict) with ``decay`` in (0, 1)."""
 
@@ -46,7 +50,7 @@ class WeightAverage:
         """Fold ``model``'s current weights into the average (the first call copies them)."""
         current = model.state_dict()
         if self.weights is None:
-            self.weights = {k: v.detach().clone() for k, v in current.items()}
+            self.weights = _copy(current)
         else:
             weight = 1.0 - decay_at(self.decay, self.updates)
             for name, avg in self.weights.items():
@@ -63,7 +67,7 @@ class WeightAverage:
         if self.weights is None:
             yield model
             return
-        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        own = _copy(model.state_dict())
         model.load_state_dict(self.weights)
         try:
             yield model

@@ -319,8 +319,7 @@ def _epoch_record(epoch, sums, skipped, steps_per_epoch, model, val_set, epoch_s
                                    test_set)
         if test_set is not None:
             test = evaluate(model, test_set, mask_share=False)
-            record.update(test_raw_accuracy=test["accuracy"],
-                          test_raw_worst_group_accuracy=test["worst_group_accuracy"])
+            record.update(zip(RAW_TEST_KEYS, (test["accuracy"], test["worst_group_accuracy"])))
         return record
     used = max(steps_per_epoch - skipped, 1)
     record = {"epoch": epoch + 1}
