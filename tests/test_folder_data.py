@@ -9,6 +9,7 @@ from own_data_fixtures import make_folder, png_bytes, set_row
 from rightreasons import load_dataset
 from rightreasons.cli import main
 from rightreasons.data.examples import write_patches
+from rightreasons.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,37 @@ def test_patches_example_is_deterministic_and_refuses_to_overwrite(tmp_path, pat
                  "--n-test", "2", "--overwrite"]) == 0
     assert len((again / "labels.csv").read_text().splitlines()) == 9
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
+
+
+def _groups(folder):
+    rows = [line.split(",") for line in (folder / "labels.csv").read_text().splitlines()[1:]]
+    return [(group, split) for _, _, group, split, _ in rows]
+
+
+def test_patches_example_patch_rate_sets_the_share_of_stickered_benign_images(tmp_path, capsys):
+    sizes = dict(size=8, n_train=200, n_val=40, n_test=40)
+    for rate in (0.0, 1.0):
+        groups = _groups(write_patches(tmp_path / f"r{rate}", patch_rate=rate, **sizes))
+        benign = [g for g, split in groups if split != "test" and g.startswith("benign")]
+        assert len(benign) == 120 and benign.count("benign/patch") == (120 if rate else 0)
+        assert not [g for g, split in groups if split != "test" and g == "malignant/patch"]
+        test = [g for g, split in groups if split == "test"]
+        assert 5 < sum(g.endswith("/patch") for g in test) < 35  # the test split keeps its half-and-half stickers
+    main_rate = [g for g, split in _groups(write_patches(tmp_path / "r95", patch_rate=0.95, **sizes))
+                 if split != "test" and g.startswith("benign")]
+    assert 105 <= main_rate.count("benign/patch") < 120
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(UserError, match="patch_rate"):
+            write_patches(tmp_path / "bad", patch_rate=bad, **sizes)
+    assert not (tmp_path / "bad").exists()
+    assert main(["data", "example", "patches", "--out", str(tmp_path / "cli"), "--size", "8", "--n-train", "20",
+                 "--n-val", "4", "--n-test", "4", "--patch-rate", "1"]) == 0
+    assert [g for g, split in _groups(tmp_path / "cli") if split == "train" and g == "benign/clean"] == []
+    assert main(["data", "example", "patches", "--out", str(tmp_path / "cli2"), "--patch-rate", "2"]) == 2
+    assert main(["data", "example", "isic", "--out", str(tmp_path / "cli3"), "--patch-rate", "0.9"]) == 2
+    err = capsys.readouterr().err
+    assert "patch_rate must be a number in [0, 1]" in err and "isic: --patch-rate is for patches" in err
+    assert not (tmp_path / "cli2").exists() and not (tmp_path / "cli3").exists()
 
 
 def test_resize_channels_and_normalisation(patches):

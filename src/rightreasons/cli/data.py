@@ -41,8 +41,10 @@ def fetch_command(name, wheel):
 @click.option("--n-train", type=int, default=None, help="Training images of patches (default 240).")
 @click.option("--n-val", type=int, default=None, help="Validation images of patches (default 60).")
 @click.option("--n-test", type=int, default=None, help="Test images of patches (default 120).")
+@click.option("--patch-rate", type=float, default=None,
+              help="Share of benign training and validation images of patches with a sticker (default 0.8).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
-def example_command(name, out, seed, size, n, n_train, n_val, n_test, overwrite):
+def example_command(name, out, seed, size, n, n_train, n_val, n_test, patch_rate, overwrite):
     """Generate an example image folder: patches (labels.csv, images/, masks/, for --data folder:DIR), or
     a small synthetic replica of a published dataset in its own layout with the paper's shortcut planted:
     isic (--data isic:DIR), plant (--data plant:DIR) or cub (--data cub:DIR; add --data-option
@@ -50,10 +52,11 @@ def example_command(name, out, seed, size, n, n_train, n_val, n_test, overwrite)
     from ..errors import UserError
 
     if name in REPLICAS:
-        given = [flag for flag, value in (("--n-train", n_train), ("--n-val", n_val), ("--n-test", n_test)) if value
-                 is not None]
+        given = [flag for flag, value in (("--n-train", n_train), ("--n-val", n_val), ("--n-test", n_test),
+                                          ("--patch-rate", patch_rate)) if value is not None]
         if given:
-            raise UserError(f"{name}: {given[0]} is for patches; give the number of images with --n")
+            hint = "" if given[0] == "--patch-rate" else "; give the number of images with --n"
+            raise UserError(f"{name}: {given[0]} is for patches{hint}")
         sizes = {} if n is None else {"n": n}
         path = REPLICAS[name](out, seed=seed, overwrite=overwrite, size=size, **sizes)
         hint = f"--data {name}:{path}" + (" --data-option spurious=square" if name == "cub" else "")
@@ -62,7 +65,8 @@ def example_command(name, out, seed, size, n, n_train, n_val, n_test, overwrite)
     if n is not None:
         raise UserError(f"{name}: --n is for isic, plant and cub; give --n-train, --n-val and --n-test")
     path = EXAMPLES[name](out, seed=seed, overwrite=overwrite, size=size, n_train=240 if n_train is None else n_train,
-                          n_val=60 if n_val is None else n_val, n_test=120 if n_test is None else n_test)
+                          n_val=60 if n_val is None else n_val, n_test=120 if n_test is None else n_test,
+                          patch_rate=0.8 if patch_rate is None else patch_rate)
     click.echo(f"{name} example written to {path} (train with --data folder:{path})")
 
 

@@ -134,13 +134,17 @@ def write_directory(out: str | Path, overwrite: bool, build) -> Path:
     return out
 
 
-def write_patches(out: str | Path, seed: int = 0, overwrite: bool = False, **sizes) -> Path:
+def write_patches(out: str | Path, seed: int = 0, overwrite: bool = False, patch_rate: float = 0.8,
+                  **sizes) -> Path:
     """Write the "patches" example folder to ``out`` (atomically: built beside it, then renamed).
-    An existing non-empty ``out`` is refused unless ``overwrite``. A symbolic link ``out`` stands for the
-    directory it points to, which is written (the link itself is left as it is)."""
+    ``patch_rate``: the share of benign training and validation images with a sticker (the shortcut's
+    strength). An existing non-empty ``out`` is refused unless ``overwrite``. A symbolic link ``out``
+    stands for the directory it points to, which is written (the link itself is left as it is)."""
     example_out(out, overwrite)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"patches: seed must be a non-negative integer, got {seed!r}")
+    if isinstance(patch_rate, bool) or not isinstance(patch_rate, (int, float)) or not 0 <= patch_rate <= 1:
+        raise UserError(f"patches: patch_rate must be a number in [0, 1], got {patch_rate!r}")
     for key, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < (8 if key == "size" else 2):
             raise UserError(f"patches: {key} must be an integer >= {8 if key == 'size' else 2}, got {value!r}")
@@ -151,7 +155,7 @@ def write_patches(out: str | Path, seed: int = 0, overwrite: bool = False, **siz
         table = io.StringIO()
         writer = csv.writer(table, lineterminator="\n")
         writer.writerow(["file", "label", "group", "split", "mask"])
-        for name, image, mask, label, group, split in patches_rows(seed, **sizes):
+        for name, image, mask, label, group, split in patches_rows(seed, patch_rate=patch_rate, **sizes):
             (tmp / "images" / f"{name}.png").write_bytes(_png(image))
             mask_name = ""
             if mask is not None:
