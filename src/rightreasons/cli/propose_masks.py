@@ -3,6 +3,8 @@ find-another run, written as a folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..errors import UserError
@@ -25,7 +27,7 @@ APPLIES = {
     "candidates": ("saliency",), "select": ("saliency",), "min_drop": ("saliency",), "max_fraction": ("saliency",),
     "dilate": ("saliency", "teacher"), "min_area": ("saliency", "teacher"), "connectivity": ("saliency", "teacher"),
     "attribution": ("saliency", "teacher"), "candidates_from": ("saliency",), "atypical_threshold": ("saliency",),
-    "min_purity": ("saliency",), "purity_k": ("saliency",),
+    "min_purity": ("saliency",), "purity_k": ("saliency",), "agree_with": ("saliency",), "min_agreement": ("saliency",),
     "quantile": ("teacher",), "smooth": ("teacher",),
     "model_index": ("find-another",), "which": ("find-another",),
 }
@@ -108,6 +110,12 @@ def _folder(name: str, where) -> str:
               help="Choose only candidates whose --purity-k nearest candidates of other examples (by mean colour) "
                    "mostly have the same label: a shortcut looks alike within one class (0: off).")
 @click.option("--purity-k", type=click.IntRange(min=1), default=DEFAULTS["purity_k"], show_default=True)
+@click.option("--agree-with", "agree_with", multiple=True, type=click.Path(),
+              help="saliency: another run trained on the same data (another seed; repeatable). Each proposes with "
+                   "the same settings, and a proposal is kept only where every one of them proposes a region "
+                   "overlapping it by --min-agreement: a shortcut is what every model takes.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True,
+              help="--agree-with: the IoU each other run's proposal must reach with the kept one.")
 @click.option("--quantile", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=TEACHER_DEFAULTS["quantile"], show_default=True,
               help="teacher: mask the pixels whose teacher saliency is below this per-example quantile.")
@@ -127,8 +135,9 @@ def _folder(name: str, where) -> str:
 @click.pass_context
 def propose_masks_command(ctx, run_dir, data, data_options, out, source, splits, threshold, top_fraction, dilate,
                           min_area, components, connectivity, choose, candidates, select, min_drop, max_fraction,
-                          attribution, candidates_from, atypical_threshold, min_purity, purity_k, quantile, smooth,
-                          model_index, which, batch_size, overwrite, threads, trust_code, device):
+                          attribution, candidates_from, atypical_threshold, min_purity, purity_k, agree_with,
+                          min_agreement, quantile, smooth, model_index, which, batch_size, overwrite, threads,
+                          trust_code, device):
     """Propose masks (white = ignore) on an image folder (default: the run's own data) and write them with the
     folder's images as a new folder dataset to review or train on. --source saliency: where the model of
     RUN_DIR looks; teacher: what the teacher RUN_DIR ignores (its saliency below a per-example quantile);
@@ -137,13 +146,14 @@ def propose_masks_command(ctx, run_dir, data, data_options, out, source, splits,
     from ..mask_proposals import (
         find_another_model,
         find_another_proposals,
+        keep_agreed,
         propose_masks,
         teacher_masks,
         train_command,
         write_proposals,
     )
     from ..train.overrides import parse_assignments
-    from ..train.run import load_run_on, read_finished_run
+    from ..train.run import load_run, load_run_on, read_finished_run
 
     use_threads(threads)
     _check_applicable(ctx, source)
@@ -152,7 +162,7 @@ def propose_masks_command(ctx, run_dir, data, data_options, out, source, splits,
     if not chosen or bad:
         raise UserError(f"--splits: expected comma-separated names among {', '.join(SPLITS)}, got {splits!r}")
     overrides = parse_assignments(data_options, "--data-option")
-    masks, selected, drops, lines = {}, {}, {}, []
+    masks, selected, drops, agreements, lines = {}, {}, {}, {}, []
     if source == "find-another":
         if chosen != ("train",):
             raise UserError(f"--splits: --source find-another has masks of the training inputs only, so it proposes "
@@ -178,17 +188,25 @@ def propose_masks_command(ctx, run_dir, data, data_options, out, source, splits,
         defaults = DEFAULTS if source == "saliency" else TEACHER_DEFAULTS
         dilate = defaults["dilate"] if dilate is None else dilate
         min_area = defaults["min_area"] if min_area is None else min_area
+        if any(Path(other).resolve() == Path(run_dir).resolve() for other in agree_with):
+            raise UserError(f"--agree-with: {run_dir} is the run that proposes; give runs of other seeds")
+        others = [load_run(other, data=splits_data, trust_code=trust_code, device=device)[0] for other in agree_with]
+        settings = dict(threshold=threshold, top_fraction=top_fraction, dilate=dilate, min_area=min_area,
+                        components=components, attribution=attribution, batch_size=batch_size,
+                        connectivity=int(connectivity), choose=choose, candidates=candidates, select=select,
+                        min_drop=min_drop, max_fraction=max_fraction, candidates_from=candidates_from,
+                        atypical_threshold=atypical_threshold, min_purity=min_purity, purity_k=purity_k)
         for split in chosen:
             dataset = splits_data.split(split)
             if source == "saliency":
-                m, sel, drop = propose_masks(model, dataset, threshold=threshold, top_fraction=top_fraction,
-                                             dilate=dilate, min_area=min_area, components=components,
-                                             attribution=attribution, batch_size=batch_size,
-                                             connectivity=int(connectivity), choose=choose, candidates=candidates,
-                                             select=select, min_drop=min_drop, max_fraction=max_fraction,
-                                             candidates_from=candidates_from, atypical_threshold=atypical_threshold,
-                                             min_purity=min_purity, purity_k=purity_k, return_details=True)
+                m, sel, drop = propose_masks(model, dataset, return_details=True, **settings)
                 drops[split] = drop
+                if others:
+                    before = int(sel.sum())
+                    m, sel, agreements[split] = keep_agreed(m, [propose_masks(o, dataset, **settings) for o in others],
+                                                            min_agreement)
+                    lines.append(f"{split}: {int(sel.sum())} of {before} proposals agreed on by the {len(others)} "
+                                 f"other run(s) (IoU >= {fmt(min_agreement)})")
             else:
                 m = teacher_masks(model, dataset, quantile=quantile, smooth=smooth, dilate=dilate, min_area=min_area,
                                   connectivity=int(connectivity), attribution=attribution, batch_size=batch_size)
@@ -198,7 +216,7 @@ def propose_masks_command(ctx, run_dir, data, data_options, out, source, splits,
         if source == "teacher":
             drops = None
     write_proposals(out, folder, chosen, masks, seed=seed, data_options=options, overwrite=overwrite,
-                    selected=selected, drop=drops)
+                    selected=selected, drop=drops, agreement=agreements or None)
     for line in lines:
         click.echo(line)
     for split in SPLITS:

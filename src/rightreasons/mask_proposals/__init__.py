@@ -25,13 +25,14 @@ proposal, the source mask, their IoU, the occlusion drop). Rows of the proposal 
 empty mask cell when none is proposed); rows of the other splits keep their source masks.
 
 Modules: :mod:`.options` (settings, defaults, checks), :mod:`.saliency`, :mod:`.postprocess`,
-:mod:`.own_saliency`, :mod:`.atypical` (candidates unusual for their
-position, label purity), :mod:`.teacher`, :mod:`.find_another_masks`, :mod:`.agreement` (IoU),
-:mod:`.folder` (the written folder).
+:mod:`.own_saliency`, :mod:`.atypical` (candidates unusual for their position, label purity),
+:mod:`.consensus` (the proposals that models of other seeds agree on), :mod:`.teacher`,
+:mod:`.find_another_masks`, :mod:`.agreement` (IoU), :mod:`.folder` (the written folder).
 """
 
 from .agreement import _flat, iou_summary, mask_iou
 from .atypical import atypical_candidates, atypicality, label_purity, reference_statistics
+from .consensus import agreement, keep_agreed
 from .find_another_masks import (
     WHICH,
     FindAnotherProposal,
@@ -75,12 +76,12 @@ from .saliency import _log_prob_sum, saliency
 from .teacher import quantile_masks, teacher_masks
 
 __all__ = [
-    "ATTRIBUTIONS", "CANDIDATE_SOURCES", "CHOICES", "DEFAULTS", "SELECTIONS", "SOURCES", "TEACHER_DEFAULTS", "WHICH",
-    "FindAnotherProposal", "atypical_candidates", "atypicality", "candidate_components", "connected_components",
-    "find_another_model", "find_another_models", "find_another_proposals", "folder_rows", "iou_summary",
-    "label_purity", "largest_components", "mask_iou", "occluded", "occlusion_drops", "postprocess", "propose_masks",
-    "quantile_masks", "read_train_mask", "reference_statistics", "saliency", "saliency_share", "teacher_masks",
-    "train_command", "write_proposals",
+    "ATTRIBUTIONS", "CANDIDATE_SOURCES", "CHOICES", "DEFAULTS", "SELECTIONS", "SOURCES", "TEACHER_DEFAULTS",
+    "WHICH", "FindAnotherProposal", "agreement", "atypical_candidates", "atypicality", "candidate_components",
+    "connected_components", "find_another_model", "find_another_models", "find_another_proposals", "folder_rows",
+    "iou_summary", "keep_agreed", "label_purity", "largest_components", "mask_iou", "occluded", "occlusion_drops",
+    "postprocess", "propose_masks", "quantile_masks", "read_train_mask", "reference_statistics", "saliency",
+    "saliency_share", "teacher_masks", "train_command", "write_proposals",
 ]
 # private helpers kept importable from here, as they were from the single module
 _PRIVATE = (_check_number, _check_postprocess, _csv_text, _flat, _fmt, _image_shape, _is_inside, _log_prob_sum,

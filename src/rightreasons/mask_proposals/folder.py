@@ -103,14 +103,16 @@ def _fmt(value: float) -> str:
 
 def write_proposals(out: str | Path, dataset_folder: str | Path, splits: Iterable[str], masks: dict,
                     seed: int = 0, data_options: Optional[dict] = None, overwrite: bool = False,
-                    selected: Optional[dict] = None, drop: Optional[dict] = None) -> Path:
+                    selected: Optional[dict] = None, drop: Optional[dict] = None,
+                    agreement: Optional[dict] = None) -> Path:
     """Write the image folder ``out``: the rows of ``dataset_folder/labels.csv`` (read with ``seed`` and
     ``data_options``, as the proposals' data was loaded) with images hard-linked or copied into
     ``out/images/``, an explicit ``split`` column, and as mask: for the rows of ``splits``, the proposal
     ``masks[split][i]`` (bool (1, h, w) at the data's size, written at the image's size to
     ``out/masks/``; an empty cell where ``selected[split][i]`` is False), for the other rows their source
     mask (binarised, in ``out/true_masks/``). ``out/proposals.csv`` lists, per row, the proposal, the
-    source mask, their IoU and the occlusion ``drop``. ``out`` must not exist or be empty unless
+    source mask, their IoU, the occlusion ``drop`` and, when given, the ``agreement`` of other models
+    (:mod:`.consensus`; rows of ``splits`` only). ``out`` must not exist or be empty unless
     ``overwrite``; it is built beside ``out`` and renamed into place; the source folder is only read."""
     from PIL import Image
 
@@ -182,7 +184,7 @@ def write_proposals(out: str | Path, dataset_folder: str | Path, splits: Iterabl
                                 mask_opts)
                 true_rel = f"true_masks/{Path(base).stem}.png"
                 _write_mask_png(stage / true_rel, true_np, size_wh)
-            mask_rel, iou_text, drop_text, proposed = true_rel, "", "", ""
+            mask_rel, iou_text, drop_text, agreement_text, proposed = true_rel, "", "", "", ""
             if split_name in splits:
                 k = where_in_split[j]
                 m = torch.as_tensor(masks[split_name][k]).bool()
@@ -195,6 +197,8 @@ def write_proposals(out: str | Path, dataset_folder: str | Path, splits: Iterabl
                 proposed = "1" if keep else "0"
                 if drop is not None:
                     drop_text = _fmt(float(drop[split_name][k]))
+                if agreement is not None and split_name in agreement:
+                    agreement_text = _fmt(float(agreement[split_name][k]))
                 if true_np is not None:
                     t = np.asarray(Image.fromarray(true_np.astype(np.uint8)).resize((m.shape[1], m.shape[0]),
                                                                                    Image.NEAREST)).astype(bool)
@@ -212,9 +216,10 @@ def write_proposals(out: str | Path, dataset_folder: str | Path, splits: Iterabl
                 new.append(mask_rel)
             out_rows.append(new)
             report.append([image_rel, split_name, proposed, mask_rel if proposed == "1" else "", true_rel, iou_text,
-                           drop_text])
-        atomic_write_text(stage / "proposals.csv", _csv_text(
-            ["file", "split", "proposed", "proposal", "true_mask", "iou", "occlusion_drop"], report))
+                           drop_text] + ([agreement_text] if agreement is not None else []))
+        columns = ["file", "split", "proposed", "proposal", "true_mask", "iou", "occlusion_drop"]
+        atomic_write_text(stage / "proposals.csv", _csv_text(columns + (["agreement"] if agreement is not None else []),
+                                                             report))
         atomic_write_text(stage / "labels.csv", _csv_text(out_header, out_rows))
         os.chmod(stage, 0o777 & ~umask())
         old = None
